@@ -1,0 +1,40 @@
+# Set-up is part of every target: .venv is (re)built when missing or when settings.ini/setup.py change.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-all sync readme clean-nbs export bench
+
+$(STAMP): settings.ini setup.py pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Fast checks (CI): notebooks clean and in sync with advbct/, notebook tests, canary, pytest.
+test: $(STAMP)
+	$(BIN)/python tools/check_sync.py
+	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/python tools/canary.py
+	$(BIN)/python -m pytest -q -m "not slow" tests/
+
+## Everything, the slow notebook cells and slow pytest checks included.
+test-all: $(STAMP)
+	$(BIN)/python tools/check_sync.py
+	$(BIN)/nbdev_test --n_workers 2 --flags slow
+	$(BIN)/python tools/canary.py
+	$(BIN)/python -m pytest -q tests/
+
+## Developer helpers: clean notebooks, export the package, regenerate README.md.
+sync: $(STAMP)
+	$(BIN)/nbdev_clean
+	$(BIN)/nbdev_export
+	$(BIN)/python tools/readme.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_eval.py
