@@ -5,4 +5,9 @@ d = { 'settings': { 'branch': 'main',
                 'doc_host': 'https://advbct.github.io',
                 'git_url': 'https://github.com/advbct/advbct',
                 'lib_path': 'advbct'},
-  'syms': {}}
+  'syms': { 'advbct.search': { 'advbct.search._faiss_block': ('search.html#_faiss_block', 'advbct/search.py'),
+                               'advbct.search._gallery_blocks': ('search.html#_gallery_blocks', 'advbct/search.py'),
+                               'advbct.search._merge': ('search.html#_merge', 'advbct/search.py'),
+                               'advbct.search._torch_block': ('search.html#_torch_block', 'advbct/search.py'),
+                               'advbct.search.as_embeddings': ('search.html#as_embeddings', 'advbct/search.py'),
+                               'advbct.search.topk': ('search.html#topk', 'advbct/search.py')}}}
