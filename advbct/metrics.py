@@ -7,10 +7,10 @@ __all__ = ['revisited_map', 'reference_revisited_map', 'gldv2_map', 'reference_g
            'label_map', 'compatible', 'update_gain', 'paper_scores', 'backward_compatibility_rate', 'backfill_area',
            'negative_flip_rate']
 
-# %% ../nbs/01_metrics.ipynb #d1c27779
+# %% ../nbs/01_metrics.ipynb #a708962f
 import numpy as np
 
-# %% ../nbs/01_metrics.ipynb #a2ce79e9
+# %% ../nbs/01_metrics.ipynb #38bc0dce
 def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
               name:str='ranks', # name used in error messages
              ) -> np.ndarray: # the same as an int64 array
@@ -30,7 +30,7 @@ def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
         raise ValueError(f"{name} must list each gallery index at most once per row; row {int(np.nonzero(repeated)[0][0])} repeats one")
     return ranks
 
-# %% ../nbs/01_metrics.ipynb #834d02cc
+# %% ../nbs/01_metrics.ipynb #1027bfb9
 def _flat_indices(lists, # one list/array of gallery indices per query
                   where:str, # name for error messages with {} for the query number, e.g. "positives[{}]"
                  ) -> tuple: # (rows, indices): flat int64 arrays, query by query
@@ -48,7 +48,7 @@ def _flat_indices(lists, # one list/array of gallery indices per query
         raise ValueError(f"{where.format(int(rows[np.argmax(indices < 0)]))} holds a negative gallery index")
     return rows, indices
 
-# %% ../nbs/01_metrics.ipynb #d67695e8
+# %% ../nbs/01_metrics.ipynb #70136449
 def _first_repeat(rows:np.ndarray, indices:np.ndarray): # flat arrays from `_flat_indices`
     "Positions (a, b) in the flat arrays of the first (row, index) pair listed twice, or None."
     keys = rows * (int(indices.max(initial=-1)) + 1) + indices
@@ -56,13 +56,13 @@ def _first_repeat(rows:np.ndarray, indices:np.ndarray): # flat arrays from `_fla
     repeated = np.nonzero(keys[order][1:] == keys[order][:-1])[0]
     return None if len(repeated) == 0 else (int(order[repeated[0]]), int(order[repeated[0] + 1]))
 
-# %% ../nbs/01_metrics.ipynb #4fc7bdca
+# %% ../nbs/01_metrics.ipynb #93c84492
 _PROTOCOLS = {"easy": (("easy",), ("junk", "hard")),
               "medium": (("easy", "hard"), ("junk",)),
               "hard": (("hard",), ("junk", "easy"))}
 _GND_CODES = {"easy": 1, "hard": 2, "junk": 3}
 
-# %% ../nbs/01_metrics.ipynb #35d1d404
+# %% ../nbs/01_metrics.ipynb #184d3498
 def _check_kappas(kappas) -> tuple:
     "Check that the cut-offs of mP@k are positive integers."
     kappas = tuple(kappas)
@@ -70,7 +70,7 @@ def _check_kappas(kappas) -> tuple:
         raise ValueError(f"kappas must be positive integers, got {kappas}")
     return kappas
 
-# %% ../nbs/01_metrics.ipynb #8d1b34f9
+# %% ../nbs/01_metrics.ipynb #a47265d9
 def _gnd_labels(gnd, # revisitop ground truth: one dict per query with keys easy, hard, junk
                 n_queries:int, # rows of ranks
                ) -> tuple: # (rows, gallery_indices, codes) flat arrays; codes 1 easy, 2 hard, 3 junk
@@ -93,7 +93,7 @@ def _gnd_labels(gnd, # revisitop ground truth: one dict per query with keys easy
         raise ValueError(f"gnd[{q}]: easy, hard and junk must be disjoint; gallery index {index} is in both '{key_a}' and '{key_b}'")
     return rows, indices, codes
 
-# %% ../nbs/01_metrics.ipynb #467f2fd3
+# %% ../nbs/01_metrics.ipynb #47782600
 def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first; full or truncated ranking
                   gnd, # revisitop ground truth: list of n_queries dicts with keys easy, hard, junk
                   kappas=(1, 5, 10), # cut-offs k of mP@k
@@ -152,7 +152,7 @@ def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best firs
         results[protocol] = scores
     return results
 
-# %% ../nbs/01_metrics.ipynb #2b3794b7
+# %% ../nbs/01_metrics.ipynb #c74d0957
 def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first
                             gnd, # revisitop ground truth: list of dicts with keys easy, hard, junk
                             kappas=(1, 5, 10), # cut-offs k of mP@k
@@ -182,7 +182,7 @@ def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices,
         results[protocol] = scores
     return results
 
-# %% ../nbs/01_metrics.ipynb #f9fb7667
+# %% ../nbs/01_metrics.ipynb #65ad6faf
 def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; columns beyond k are ignored
               positives, # one list/array of relevant gallery indices per query
               k:int=100, # cut-off
@@ -211,7 +211,7 @@ def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     ap = (precision * relevant).sum(1)[has_positives] / np.minimum(n_positives[has_positives], k)
     return float(ap.mean())
 
-# %% ../nbs/01_metrics.ipynb #ecf6ce1d
+# %% ../nbs/01_metrics.ipynb #d388058f
 def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first
                         positives, # one list/array of relevant gallery indices per query
                         k:int=100, # cut-off
@@ -229,7 +229,7 @@ def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, bes
         aps.append(total / min(len(relevant_items), k))
     return float(np.mean(aps)) if aps else float("nan")
 
-# %% ../nbs/01_metrics.ipynb #eaa3155b
+# %% ../nbs/01_metrics.ipynb #8030c28c
 def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
                       query_ids, # (n_queries,) gallery index of each query
                      ) -> np.ndarray: # (n_queries, m - 1) ranks without the query itself
@@ -243,7 +243,7 @@ def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
     is_self[~is_self.any(1), -1] = True   # self not retrieved: drop the worst item instead
     return ranks[~is_self].reshape(ranks.shape[0], ranks.shape[1] - 1)
 
-# %% ../nbs/01_metrics.ipynb #29f4f8d9
+# %% ../nbs/01_metrics.ipynb #4adc2828
 def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
     "Boolean (n_queries, n_columns): does the ranked gallery item share the query's label."
     ranks = _as_ranks(ranks)
@@ -255,7 +255,7 @@ def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
         raise ValueError(f"ranks holds gallery index {int(ranks.max())} but gallery_labels has only {len(gallery_labels)} entries")
     return gallery_labels[ranks] == query_labels[:, None]
 
-# %% ../nbs/01_metrics.ipynb #668acf7b
+# %% ../nbs/01_metrics.ipynb #255b3bc8
 def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best first, self-matches removed
                   query_labels, # (n_queries,) class label of each query
                   gallery_labels, # (n_gallery,) class label of each gallery item
@@ -268,7 +268,7 @@ def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best firs
             raise ValueError(f"each k must be an integer in 1..{hits.shape[1]} (the columns of ranks), got {k}")
     return {f"top{k}": float(hits[:, :k].any(1).mean()) for k in ks}
 
-# %% ../nbs/01_metrics.ipynb #a0b1fae3
+# %% ../nbs/01_metrics.ipynb #15a30e77
 def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; complete, self-matches removed
               query_labels, # (n_queries,) class label of each query
               gallery_labels, # (n_gallery,) class label of each gallery item
@@ -281,7 +281,7 @@ def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     if not has_relevant.any(): return float("nan")
     return float(((precision * hits).sum(1)[has_relevant] / n_relevant[has_relevant]).mean())
 
-# %% ../nbs/01_metrics.ipynb #dee84b1f
+# %% ../nbs/01_metrics.ipynb #37748487
 def _same_keys(**named) -> list:
     "The common keys of several dicts; ValueError naming the mismatched ones."
     dicts = {name: d for name, d in named.items()}
@@ -293,7 +293,7 @@ def _same_keys(**named) -> list:
                              f"{sorted(map(str, set(reference) - set(d)))} missing")
     return list(reference)
 
-# %% ../nbs/01_metrics.ipynb #75a5559d
+# %% ../nbs/01_metrics.ipynb #0b806ed2
 def compatible(new_cross, # M(n, o): new queries against the old gallery; number or {test_set: number}
                old_self, # M(o, o): old model on its own gallery; same form
               ): # bool, or {test_set: bool}
@@ -304,7 +304,7 @@ def compatible(new_cross, # M(n, o): new queries against the old gallery; number
         return {d: bool(new_cross[d] > old_self[d]) for d in _same_keys(new_cross=new_cross, old_self=old_self)}
     return bool(new_cross > old_self)
 
-# %% ../nbs/01_metrics.ipynb #b569b1a6
+# %% ../nbs/01_metrics.ipynb #403fafae
 def update_gain(new_cross, # M(n, o); number or {test_set: number}
                 old_self, # M(o, o); same form
                 star_self, # M(*, *): the unconstrained upper-bound model; same form
@@ -319,10 +319,10 @@ def update_gain(new_cross, # M(n, o); number or {test_set: number}
     if star_self == old_self: raise ValueError(f"update gain is undefined when star_self equals old_self ({old_self})")
     return float((new_cross - old_self) / (star_self - old_self))
 
-# %% ../nbs/01_metrics.ipynb #695a2b0f
+# %% ../nbs/01_metrics.ipynb #1e9bb7a0
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
 
-# %% ../nbs/01_metrics.ipynb #927f2ccf
+# %% ../nbs/01_metrics.ipynb #c70ffbe1
 def paper_scores(new_self, # {test_set: M(n, n)}: the new model on its own gallery
                  new_cross, # {test_set: M(n, o)}: new queries against the old gallery
                  old_self, # {test_set: M(o, o)}: the old model on its own gallery
@@ -339,7 +339,7 @@ def paper_scores(new_self, # {test_set: M(n, n)}: the new model on its own galle
     return {"P_up": float(100 * upgrade.mean()), "P_comp": float(100 * compat.mean()),
             "P_1": float(100 * (2 * upgrade * compat / (upgrade + compat)).mean())}
 
-# %% ../nbs/01_metrics.ipynb #88578ad0
+# %% ../nbs/01_metrics.ipynb #869403a4
 def backward_compatibility_rate(matrix, # (n_models, n_models) matrix[i, j] = M(phi_i queries, phi_j gallery)
                                ) -> float: # AC, a fraction of the n(n-1)/2 pairs i > j
     "Fraction of pairs i > j in which model i's queries beat model j on model j's gallery."
@@ -350,7 +350,7 @@ def backward_compatibility_rate(matrix, # (n_models, n_models) matrix[i, j] = M(
     later, earlier = np.tril_indices(matrix.shape[0], k=-1)
     return float((matrix[later, earlier] > matrix[earlier, earlier]).mean())
 
-# %% ../nbs/01_metrics.ipynb #121a72b9
+# %% ../nbs/01_metrics.ipynb #d48e5cd8
 def backfill_area(fractions, # (n_points,) backfilled fractions, strictly increasing from 0 to 1
                   values, # (n_points,) the metric at each fraction
                  ) -> float: # trapezoid area under the curve
@@ -366,7 +366,7 @@ def backfill_area(fractions, # (n_points,) backfilled fractions, strictly increa
         raise ValueError(f"fractions must start at 0 and end at 1, got {fractions[0]} .. {fractions[-1]}")
     return float((np.diff(fractions) * (values[1:] + values[:-1]) / 2).sum())
 
-# %% ../nbs/01_metrics.ipynb #69784463
+# %% ../nbs/01_metrics.ipynb #851adc17
 def negative_flip_rate(old_correct, # (n_queries,) bool: the old system is right at rank 1
                        new_correct, # (n_queries,) bool: the new or mixed system is right at rank 1
                       ) -> float: # fraction of all queries that flip from right to wrong
