@@ -7,10 +7,10 @@ __all__ = ['revisited_map', 'reference_revisited_map', 'gldv2_map', 'reference_g
            'label_map', 'compatible', 'update_gain', 'paper_scores', 'backward_compatibility_rate', 'backfill_area',
            'negative_flip_rate']
 
-# %% ../nbs/01_metrics.ipynb #34abf008
+# %% ../nbs/01_metrics.ipynb #a708962f
 import numpy as np
 
-# %% ../nbs/01_metrics.ipynb #898d445b
+# %% ../nbs/01_metrics.ipynb #38bc0dce
 def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
               name:str='ranks', # name used in error messages
              ) -> np.ndarray: # the same as an int64 array
@@ -19,7 +19,7 @@ def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
     if ranks.ndim != 2: raise ValueError(f"{name} must be 2-D (n_queries, n_gallery), got shape {ranks.shape}")
     if ranks.size and not np.issubdtype(ranks.dtype, np.integer):
         raise ValueError(f"{name} must hold integer gallery indices, got dtype {ranks.dtype}")
-    ranks = ranks.astype(np.int64)
+    ranks = ranks.astype(np.int64, copy=False)
     if ranks.size == 0: return ranks
     if ranks.min() < 0:
         row = int(np.nonzero((ranks < 0).any(1))[0][0])
@@ -30,27 +30,39 @@ def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
         raise ValueError(f"{name} must list each gallery index at most once per row; row {int(np.nonzero(repeated)[0][0])} repeats one")
     return ranks
 
-# %% ../nbs/01_metrics.ipynb #73c81fc8
-def _as_index_list(indices, # a list or array of gallery indices
-                   where:str, # description for error messages, e.g. "gnd[3]['easy']"
-                  ) -> np.ndarray: # 1-D int64 array
-    "Check one ground-truth list: 1-D, non-negative integers, no repeats."
-    indices = np.asarray(indices)
-    if indices.size == 0: return np.zeros(0, np.int64)
-    if indices.ndim != 1: raise ValueError(f"{where} must be a 1-D list of gallery indices, got shape {indices.shape}")
-    if not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(f"{where} must hold integer gallery indices, got dtype {indices.dtype}")
-    if indices.min() < 0: raise ValueError(f"{where} holds a negative gallery index")
-    if len(np.unique(indices)) != len(indices): raise ValueError(f"{where} repeats a gallery index")
-    return indices.astype(np.int64)
+# %% ../nbs/01_metrics.ipynb #1027bfb9
+def _flat_indices(lists, # one list/array of gallery indices per query
+                  where:str, # name for error messages with {} for the query number, e.g. "positives[{}]"
+                 ) -> tuple: # (rows, indices): flat int64 arrays, query by query
+    "Check ragged per-query index lists (1-D, non-negative integers) and flatten them."
+    arrays = [np.asarray(a) for a in lists]
+    for q, a in enumerate(arrays):   # attribute checks only; the values are checked flat below
+        if a.size == 0: continue
+        if a.ndim != 1: raise ValueError(f"{where.format(q)} must be a 1-D list of gallery indices, got shape {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"{where.format(q)} must hold integer gallery indices, got dtype {a.dtype}")
+    lengths = np.array([a.size for a in arrays], np.int64)
+    rows = np.repeat(np.arange(len(arrays), dtype=np.int64), lengths)
+    indices = np.concatenate([a.reshape(-1).astype(np.int64) for a in arrays] + [np.zeros(0, np.int64)])
+    if (indices < 0).any():
+        raise ValueError(f"{where.format(int(rows[np.argmax(indices < 0)]))} holds a negative gallery index")
+    return rows, indices
 
-# %% ../nbs/01_metrics.ipynb #bd3f3e0c
+# %% ../nbs/01_metrics.ipynb #70136449
+def _first_repeat(rows:np.ndarray, indices:np.ndarray): # flat arrays from `_flat_indices`
+    "Positions (a, b) in the flat arrays of the first (row, index) pair listed twice, or None."
+    keys = rows * (int(indices.max(initial=-1)) + 1) + indices
+    order = np.argsort(keys, kind="stable")
+    repeated = np.nonzero(keys[order][1:] == keys[order][:-1])[0]
+    return None if len(repeated) == 0 else (int(order[repeated[0]]), int(order[repeated[0] + 1]))
+
+# %% ../nbs/01_metrics.ipynb #93c84492
 _PROTOCOLS = {"easy": (("easy",), ("junk", "hard")),
               "medium": (("easy", "hard"), ("junk",)),
               "hard": (("hard",), ("junk", "easy"))}
 _GND_CODES = {"easy": 1, "hard": 2, "junk": 3}
 
-# %% ../nbs/01_metrics.ipynb #9fb29135
+# %% ../nbs/01_metrics.ipynb #184d3498
 def _check_kappas(kappas) -> tuple:
     "Check that the cut-offs of mP@k are positive integers."
     kappas = tuple(kappas)
@@ -58,67 +70,89 @@ def _check_kappas(kappas) -> tuple:
         raise ValueError(f"kappas must be positive integers, got {kappas}")
     return kappas
 
-# %% ../nbs/01_metrics.ipynb #5d05b899
+# %% ../nbs/01_metrics.ipynb #a47265d9
 def _gnd_labels(gnd, # revisitop ground truth: one dict per query with keys easy, hard, junk
                 n_queries:int, # rows of ranks
-               ) -> tuple: # (query_rows, gallery_indices, codes) flat arrays; codes 1 easy, 2 hard, 3 junk
+               ) -> tuple: # (rows, gallery_indices, codes) flat arrays; codes 1 easy, 2 hard, 3 junk
     "Flatten and check a revisitop ground-truth list."
     if len(gnd) != n_queries:
         raise ValueError(f"ranks has {n_queries} rows but gnd has {len(gnd)} entries; they must match")
-    rows, indices, codes = [], [], []
     for q, entry in enumerate(gnd):
         missing = [key for key in _GND_CODES if key not in entry]
         if missing: raise ValueError(f"gnd[{q}] lacks the key(s) {missing}")
-        lists = {key: _as_index_list(entry[key], f"gnd[{q}]['{key}']") for key in _GND_CODES}
-        everything = np.concatenate(list(lists.values()))
-        if len(np.unique(everything)) != len(everything):
-            raise ValueError(f"gnd[{q}]: easy, hard and junk must be disjoint; an index appears in two of them")
-        for key, code in _GND_CODES.items():
-            rows.append(np.full(len(lists[key]), q, np.int64)); indices.append(lists[key])
-            codes.append(np.full(len(lists[key]), code, np.int8))
-    if not rows: return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8)
-    return np.concatenate(rows), np.concatenate(indices), np.concatenate(codes)
+    flat = {key: _flat_indices([entry[key] for entry in gnd], f"gnd[{{}}]['{key}']") for key in _GND_CODES}
+    rows = np.concatenate([flat[key][0] for key in _GND_CODES])
+    indices = np.concatenate([flat[key][1] for key in _GND_CODES])
+    codes = np.concatenate([np.full(len(flat[key][0]), code, np.int8) for key, code in _GND_CODES.items()])
+    repeat = _first_repeat(rows, indices)
+    if repeat is not None:
+        a, b = repeat
+        q, index = int(rows[a]), int(indices[a])
+        key_a, key_b = (list(_GND_CODES)[codes[i] - 1] for i in (a, b))
+        if key_a == key_b: raise ValueError(f"gnd[{q}]['{key_a}'] repeats gallery index {index}")
+        raise ValueError(f"gnd[{q}]: easy, hard and junk must be disjoint; gallery index {index} is in both '{key_a}' and '{key_b}'")
+    return rows, indices, codes
 
-# %% ../nbs/01_metrics.ipynb #4b250220
+# %% ../nbs/01_metrics.ipynb #47782600
 def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first; full or truncated ranking
                   gnd, # revisitop ground truth: list of n_queries dicts with keys easy, hard, junk
                   kappas=(1, 5, 10), # cut-offs k of mP@k
+                  n_gallery:int=None, # gallery size; default the columns of ranks (a full ranking)
                  ) -> dict: # {protocol: {"map": .., "mp@k": ..}} for protocols easy, medium, hard; fractions
     "mAP and mP@k of the easy, medium and hard protocols of revisited Oxford/Paris (Radenovic et al. 2018)."
     ranks, kappas = _as_ranks(ranks), _check_kappas(kappas)
     n_queries, n_columns = ranks.shape
     rows, indices, codes = _gnd_labels(gnd, n_queries)
-    n_gallery = max(n_columns, int(ranks.max(initial=-1)) + 1, int(indices.max(initial=-1)) + 1)
+    n_gallery = n_columns if n_gallery is None else int(n_gallery)
+    if n_gallery < n_columns: raise ValueError(f"n_gallery ({n_gallery}) is smaller than the {n_columns} columns of ranks")
+    if ranks.size and ranks.max() >= n_gallery:
+        row = int(np.nonzero((ranks >= n_gallery).any(1))[0][0])
+        raise ValueError(f"ranks row {row} holds gallery index {int(ranks[row].max())}, beyond n_gallery = {n_gallery}; "
+                         "pass n_gallery when ranks is a truncated ranking")
+    if len(indices) and indices.max() >= n_gallery:
+        beyond = int(np.argmax(indices >= n_gallery))
+        raise ValueError(f"gnd[{int(rows[beyond])}]['{list(_GND_CODES)[codes[beyond] - 1]}'] holds gallery index "
+                         f"{int(indices[beyond])}, beyond n_gallery = {n_gallery}")
     labels = np.zeros((n_queries, n_gallery), np.int8)   # 0 = negative
     labels[rows, indices] = codes
     ranked_labels = labels[np.arange(n_queries)[:, None], ranks]
+    # the few labelled items of every ranking as one flat list of (query, column), in rank order
+    labelled_rows, labelled_columns = np.nonzero(ranked_labels)
+    labelled_codes = ranked_labels[labelled_rows, labelled_columns]
+    n_labelled = np.bincount(labelled_rows, minlength=n_queries)
+    row_start = (np.cumsum(n_labelled) - n_labelled)[labelled_rows]   # where each item's query begins
+
+    def earlier_in_row(flags):   # how many flagged items precede each item within its ranking
+        before = np.cumsum(flags) - flags
+        return before - before[row_start] if len(before) else before
+
     results = {}
     for protocol, (positive_keys, ignored_keys) in _PROTOCOLS.items():
         positive_codes = [_GND_CODES[k] for k in positive_keys]
         ignored_codes = [_GND_CODES[k] for k in ignored_keys]
-        n_positives = np.isin(labels, positive_codes).sum(1)
-        is_positive = np.isin(ranked_labels, positive_codes)
-        kept = ~np.isin(ranked_labels, ignored_codes)
-        # 0-based position after removal; ignored items before the first kept one get -1, and
-        # the clipping below only keeps their (masked-out) divisions finite
-        position = np.cumsum(kept, axis=1) - 1
-        positive_number = np.cumsum(is_positive, axis=1) - 1  # j: how many positives came before
-        p0 = np.where(position == 0, 1.0, positive_number / np.maximum(position, 1))
-        p1 = (positive_number + 1) / np.maximum(position + 1, 1)
+        n_positives = np.bincount(rows[np.isin(codes, positive_codes)], minlength=n_queries)
+        is_positive = np.isin(labelled_codes, positive_codes)
+        is_ignored = np.isin(labelled_codes, ignored_codes)
+        # position after removal = column - ignored items above it; j = positives above it
+        r = (labelled_columns - earlier_in_row(is_ignored))[is_positive]
+        j = earlier_in_row(is_positive)[is_positive]
+        positive_rows = labelled_rows[is_positive]
+        p0 = np.where(r == 0, 1.0, j / np.maximum(r, 1))
+        p1 = (j + 1) / (r + 1)
+        ap = np.bincount(positive_rows, weights=(p0 + p1) / 2, minlength=n_queries)
+        last_position = np.full(n_queries, -1, np.int64)
+        np.maximum.at(last_position, positive_rows, r)
         has_positives = n_positives > 0
-        ap = np.where(is_positive, (p0 + p1) / 2, 0.0).sum(1)[has_positives] / n_positives[has_positives]
-        last_position = np.where(is_positive, position, -1).max(1, initial=-1)[has_positives]
-        positions = np.where(is_positive, position, np.iinfo(np.int64).max)[has_positives]
-        scores = {"map": float(ap.mean()) if len(ap) else float("nan")}
+        scores = {"map": float((ap[has_positives] / n_positives[has_positives]).mean()) if has_positives.any() else float("nan")}
         for k in kappas:
-            kq = np.minimum(last_position + 1, k)
-            hits = (positions < kq[:, None]).sum(1)
-            precision = np.where(kq > 0, hits / np.maximum(kq, 1), 0.0)   # kq = 0: no positive retrieved
-            scores[f"mp@{k}"] = float(precision.mean()) if len(precision) else float("nan")
+            kq = np.minimum(last_position + 1, k)   # 0 when no positive was retrieved: mP@k = 0
+            hits = np.bincount(positive_rows, weights=r < kq[positive_rows], minlength=n_queries)
+            precision = hits / np.maximum(kq, 1)
+            scores[f"mp@{k}"] = float(precision[has_positives].mean()) if has_positives.any() else float("nan")
         results[protocol] = scores
     return results
 
-# %% ../nbs/01_metrics.ipynb #e38acae8
+# %% ../nbs/01_metrics.ipynb #c74d0957
 def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first
                             gnd, # revisitop ground truth: list of dicts with keys easy, hard, junk
                             kappas=(1, 5, 10), # cut-offs k of mP@k
@@ -148,7 +182,7 @@ def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices,
         results[protocol] = scores
     return results
 
-# %% ../nbs/01_metrics.ipynb #09d453a7
+# %% ../nbs/01_metrics.ipynb #65ad6faf
 def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; columns beyond k are ignored
               positives, # one list/array of relevant gallery indices per query
               k:int=100, # cut-off
@@ -159,20 +193,25 @@ def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     n_queries = ranks.shape[0]
     if len(positives) != n_queries:
         raise ValueError(f"ranks has {n_queries} rows but positives has {len(positives)} entries; they must match")
-    positive_lists = [_as_index_list(p, f"positives[{q}]") for q, p in enumerate(positives)]
-    n_positives = np.array([len(p) for p in positive_lists], np.int64)
+    positive_rows, positive_indices = _flat_indices(positives, "positives[{}]")
+    repeat = _first_repeat(positive_rows, positive_indices)
+    if repeat is not None:
+        raise ValueError(f"positives[{int(positive_rows[repeat[0]])}] repeats gallery index {int(positive_indices[repeat[0]])}")
+    n_positives = np.bincount(positive_rows, minlength=n_queries)
     top = ranks[:, :k]
-    flat_positives = np.concatenate(positive_lists) if positive_lists else np.zeros(0, np.int64)
-    key_base = max(int(top.max(initial=-1)), int(flat_positives.max(initial=-1))) + 1
-    positive_keys = np.repeat(np.arange(n_queries, dtype=np.int64), n_positives) * key_base + flat_positives
-    relevant = np.isin(np.arange(n_queries, dtype=np.int64)[:, None] * key_base + top, positive_keys)
+    # membership of the ragged ground truth as one lookup of (query, gallery index) keys
+    key_base = max(int(top.max(initial=-1)), int(positive_indices.max(initial=-1))) + 1
+    positive_keys = np.sort(positive_rows * key_base + positive_indices)
+    ranked_keys = np.arange(n_queries, dtype=np.int64)[:, None] * key_base + top
+    found_at = np.minimum(np.searchsorted(positive_keys, ranked_keys), max(len(positive_keys) - 1, 0))
+    relevant = positive_keys[found_at] == ranked_keys if len(positive_keys) else np.zeros(top.shape, bool)
     precision = np.cumsum(relevant, axis=1) / np.arange(1, top.shape[1] + 1)
     has_positives = n_positives > 0
     if not has_positives.any(): return float("nan")
     ap = (precision * relevant).sum(1)[has_positives] / np.minimum(n_positives[has_positives], k)
     return float(ap.mean())
 
-# %% ../nbs/01_metrics.ipynb #3547dae0
+# %% ../nbs/01_metrics.ipynb #d388058f
 def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first
                         positives, # one list/array of relevant gallery indices per query
                         k:int=100, # cut-off
@@ -190,7 +229,7 @@ def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, bes
         aps.append(total / min(len(relevant_items), k))
     return float(np.mean(aps)) if aps else float("nan")
 
-# %% ../nbs/01_metrics.ipynb #cca4a76e
+# %% ../nbs/01_metrics.ipynb #8030c28c
 def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
                       query_ids, # (n_queries,) gallery index of each query
                      ) -> np.ndarray: # (n_queries, m - 1) ranks without the query itself
@@ -204,7 +243,7 @@ def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
     is_self[~is_self.any(1), -1] = True   # self not retrieved: drop the worst item instead
     return ranks[~is_self].reshape(ranks.shape[0], ranks.shape[1] - 1)
 
-# %% ../nbs/01_metrics.ipynb #aeba75c9
+# %% ../nbs/01_metrics.ipynb #4adc2828
 def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
     "Boolean (n_queries, n_columns): does the ranked gallery item share the query's label."
     ranks = _as_ranks(ranks)
@@ -216,7 +255,7 @@ def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
         raise ValueError(f"ranks holds gallery index {int(ranks.max())} but gallery_labels has only {len(gallery_labels)} entries")
     return gallery_labels[ranks] == query_labels[:, None]
 
-# %% ../nbs/01_metrics.ipynb #e8d31966
+# %% ../nbs/01_metrics.ipynb #255b3bc8
 def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best first, self-matches removed
                   query_labels, # (n_queries,) class label of each query
                   gallery_labels, # (n_gallery,) class label of each gallery item
@@ -229,7 +268,7 @@ def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best firs
             raise ValueError(f"each k must be an integer in 1..{hits.shape[1]} (the columns of ranks), got {k}")
     return {f"top{k}": float(hits[:, :k].any(1).mean()) for k in ks}
 
-# %% ../nbs/01_metrics.ipynb #82602eff
+# %% ../nbs/01_metrics.ipynb #15a30e77
 def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; complete, self-matches removed
               query_labels, # (n_queries,) class label of each query
               gallery_labels, # (n_gallery,) class label of each gallery item
@@ -242,7 +281,7 @@ def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     if not has_relevant.any(): return float("nan")
     return float(((precision * hits).sum(1)[has_relevant] / n_relevant[has_relevant]).mean())
 
-# %% ../nbs/01_metrics.ipynb #57375706
+# %% ../nbs/01_metrics.ipynb #37748487
 def _same_keys(**named) -> list:
     "The common keys of several dicts; ValueError naming the mismatched ones."
     dicts = {name: d for name, d in named.items()}
@@ -254,7 +293,7 @@ def _same_keys(**named) -> list:
                              f"{sorted(map(str, set(reference) - set(d)))} missing")
     return list(reference)
 
-# %% ../nbs/01_metrics.ipynb #8462624b
+# %% ../nbs/01_metrics.ipynb #0b806ed2
 def compatible(new_cross, # M(n, o): new queries against the old gallery; number or {test_set: number}
                old_self, # M(o, o): old model on its own gallery; same form
               ): # bool, or {test_set: bool}
@@ -265,7 +304,7 @@ def compatible(new_cross, # M(n, o): new queries against the old gallery; number
         return {d: bool(new_cross[d] > old_self[d]) for d in _same_keys(new_cross=new_cross, old_self=old_self)}
     return bool(new_cross > old_self)
 
-# %% ../nbs/01_metrics.ipynb #2761a7dd
+# %% ../nbs/01_metrics.ipynb #403fafae
 def update_gain(new_cross, # M(n, o); number or {test_set: number}
                 old_self, # M(o, o); same form
                 star_self, # M(*, *): the unconstrained upper-bound model; same form
@@ -280,10 +319,10 @@ def update_gain(new_cross, # M(n, o); number or {test_set: number}
     if star_self == old_self: raise ValueError(f"update gain is undefined when star_self equals old_self ({old_self})")
     return float((new_cross - old_self) / (star_self - old_self))
 
-# %% ../nbs/01_metrics.ipynb #31cd03d4
+# %% ../nbs/01_metrics.ipynb #1e9bb7a0
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
 
-# %% ../nbs/01_metrics.ipynb #7a63a1da
+# %% ../nbs/01_metrics.ipynb #c70ffbe1
 def paper_scores(new_self, # {test_set: M(n, n)}: the new model on its own gallery
                  new_cross, # {test_set: M(n, o)}: new queries against the old gallery
                  old_self, # {test_set: M(o, o)}: the old model on its own gallery
@@ -300,7 +339,7 @@ def paper_scores(new_self, # {test_set: M(n, n)}: the new model on its own galle
     return {"P_up": float(100 * upgrade.mean()), "P_comp": float(100 * compat.mean()),
             "P_1": float(100 * (2 * upgrade * compat / (upgrade + compat)).mean())}
 
-# %% ../nbs/01_metrics.ipynb #ff1e5c9e
+# %% ../nbs/01_metrics.ipynb #869403a4
 def backward_compatibility_rate(matrix, # (n_models, n_models) matrix[i, j] = M(phi_i queries, phi_j gallery)
                                ) -> float: # AC, a fraction of the n(n-1)/2 pairs i > j
     "Fraction of pairs i > j in which model i's queries beat model j on model j's gallery."
@@ -311,7 +350,7 @@ def backward_compatibility_rate(matrix, # (n_models, n_models) matrix[i, j] = M(
     later, earlier = np.tril_indices(matrix.shape[0], k=-1)
     return float((matrix[later, earlier] > matrix[earlier, earlier]).mean())
 
-# %% ../nbs/01_metrics.ipynb #19fb317e
+# %% ../nbs/01_metrics.ipynb #d48e5cd8
 def backfill_area(fractions, # (n_points,) backfilled fractions, strictly increasing from 0 to 1
                   values, # (n_points,) the metric at each fraction
                  ) -> float: # trapezoid area under the curve
@@ -327,7 +366,7 @@ def backfill_area(fractions, # (n_points,) backfilled fractions, strictly increa
         raise ValueError(f"fractions must start at 0 and end at 1, got {fractions[0]} .. {fractions[-1]}")
     return float((np.diff(fractions) * (values[1:] + values[:-1]) / 2).sum())
 
-# %% ../nbs/01_metrics.ipynb #71a8336d
+# %% ../nbs/01_metrics.ipynb #851adc17
 def negative_flip_rate(old_correct, # (n_queries,) bool: the old system is right at rank 1
                        new_correct, # (n_queries,) bool: the new or mixed system is right at rank 1
                       ) -> float: # fraction of all queries that flip from right to wrong
