@@ -7,12 +7,31 @@ __all__ = ['revisited_map', 'reference_revisited_map', 'gldv2_map', 'reference_g
            'label_map', 'compatible', 'update_gain', 'paper_scores', 'backward_compatibility_rate', 'backfill_area',
            'negative_flip_rate']
 
-# %% ../nbs/01_metrics.ipynb #a708962f
+# %% ../nbs/01_metrics.ipynb #3c3f42d1
 import numpy as np
 
-# %% ../nbs/01_metrics.ipynb #38bc0dce
+# %% ../nbs/01_metrics.ipynb #96a89698
+def _first_repeating_row(ranks:np.ndarray, # (n_queries, n_columns) non-negative int64 gallery indices
+                        ): # index of the first row that lists a gallery index twice, or None
+    "Find a row of `ranks` that repeats a gallery index, in O(n_queries * n_columns) for dense rows."
+    n_queries, n_columns = ranks.shape
+    if n_columns < 2 or n_queries == 0: return None
+    n_items = int(ranks.max()) + 1
+    if n_items > 8 * n_columns:   # short rows over a large gallery: sorting them beats a gallery-sized buffer
+        sorted_rows = np.sort(ranks, axis=1)
+        repeated = np.flatnonzero((sorted_rows[:, 1:] == sorted_rows[:, :-1]).any(1))
+        return int(repeated[0]) if len(repeated) else None
+    seen = np.zeros(n_items, bool)   # one buffer reused by every row: a scatter, a count, a reset
+    for q, row in enumerate(ranks):
+        seen[row] = True
+        if np.count_nonzero(seen) != n_columns: return q
+        seen[row] = False
+    return None
+
+# %% ../nbs/01_metrics.ipynb #df0107bc
 def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
               name:str='ranks', # name used in error messages
+              check_unique:bool=True, # check that no row repeats an index (callers that check it themselves pass False)
              ) -> np.ndarray: # the same as an int64 array
     "Check that `ranks` is a 2-D array of non-negative integers, unique within each row."
     ranks = np.asarray(ranks)
@@ -24,17 +43,30 @@ def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
     if ranks.min() < 0:
         row = int(np.nonzero((ranks < 0).any(1))[0][0])
         raise ValueError(f"{name} holds negative gallery indices (first in row {row})")
-    sorted_rows = np.sort(ranks, axis=1)
-    repeated = (sorted_rows[:, 1:] == sorted_rows[:, :-1]).any(1)
-    if repeated.any():
-        raise ValueError(f"{name} must list each gallery index at most once per row; row {int(np.nonzero(repeated)[0][0])} repeats one")
+    repeated = _first_repeating_row(ranks) if check_unique else None
+    if repeated is not None:
+        raise ValueError(f"{name} must list each gallery index at most once per row; row {repeated} repeats one")
     return ranks
 
-# %% ../nbs/01_metrics.ipynb #1027bfb9
+# %% ../nbs/01_metrics.ipynb #79087cec
+def _flat_arrays(lists) -> np.ndarray:
+    "One np.concatenate of 1-D integer numpy arrays (the common case); None for any other input."
+    if len(lists) == 0 or not all(type(a) is np.ndarray for a in lists): return None
+    if not all(np.issubdtype(d, np.integer) for d in {a.dtype for a in lists}): return None
+    try: indices = np.concatenate(lists)
+    except ValueError: return None   # 0-d or mixed shapes: the per-query checks say which
+    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer): return None
+    return indices.astype(np.int64, copy=False)
+
+# %% ../nbs/01_metrics.ipynb #723e3ca0
 def _flat_indices(lists, # one list/array of gallery indices per query
                   where:str, # name for error messages with {} for the query number, e.g. "positives[{}]"
                  ) -> tuple: # (rows, indices): flat int64 arrays, query by query
     "Check ragged per-query index lists (1-D, non-negative integers) and flatten them."
+    indices = _flat_arrays(lists)
+    if indices is not None and not (len(indices) and indices.min() < 0):
+        lengths = np.fromiter(map(len, lists), np.int64, len(lists))
+        return np.repeat(np.arange(len(lists), dtype=np.int64), lengths), indices
     arrays = [np.asarray(a) for a in lists]
     for q, a in enumerate(arrays):   # attribute checks only; the values are checked flat below
         if a.size == 0: continue
@@ -48,7 +80,7 @@ def _flat_indices(lists, # one list/array of gallery indices per query
         raise ValueError(f"{where.format(int(rows[np.argmax(indices < 0)]))} holds a negative gallery index")
     return rows, indices
 
-# %% ../nbs/01_metrics.ipynb #70136449
+# %% ../nbs/01_metrics.ipynb #8980dc6d
 def _first_repeat(rows:np.ndarray, indices:np.ndarray): # flat arrays from `_flat_indices`
     "Positions (a, b) in the flat arrays of the first (row, index) pair listed twice, or None."
     keys = rows * (int(indices.max(initial=-1)) + 1) + indices
@@ -56,13 +88,13 @@ def _first_repeat(rows:np.ndarray, indices:np.ndarray): # flat arrays from `_fla
     repeated = np.nonzero(keys[order][1:] == keys[order][:-1])[0]
     return None if len(repeated) == 0 else (int(order[repeated[0]]), int(order[repeated[0] + 1]))
 
-# %% ../nbs/01_metrics.ipynb #93c84492
+# %% ../nbs/01_metrics.ipynb #f3dbb849
 _PROTOCOLS = {"easy": (("easy",), ("junk", "hard")),
               "medium": (("easy", "hard"), ("junk",)),
               "hard": (("hard",), ("junk", "easy"))}
 _GND_CODES = {"easy": 1, "hard": 2, "junk": 3}
 
-# %% ../nbs/01_metrics.ipynb #184d3498
+# %% ../nbs/01_metrics.ipynb #46371533
 def _check_kappas(kappas) -> tuple:
     "Check that the cut-offs of mP@k are positive integers."
     kappas = tuple(kappas)
@@ -70,7 +102,7 @@ def _check_kappas(kappas) -> tuple:
         raise ValueError(f"kappas must be positive integers, got {kappas}")
     return kappas
 
-# %% ../nbs/01_metrics.ipynb #a47265d9
+# %% ../nbs/01_metrics.ipynb #c95f527e
 def _gnd_labels(gnd, # revisitop ground truth: one dict per query with keys easy, hard, junk
                 n_queries:int, # rows of ranks
                ) -> tuple: # (rows, gallery_indices, codes) flat arrays; codes 1 easy, 2 hard, 3 junk
@@ -93,7 +125,7 @@ def _gnd_labels(gnd, # revisitop ground truth: one dict per query with keys easy
         raise ValueError(f"gnd[{q}]: easy, hard and junk must be disjoint; gallery index {index} is in both '{key_a}' and '{key_b}'")
     return rows, indices, codes
 
-# %% ../nbs/01_metrics.ipynb #47782600
+# %% ../nbs/01_metrics.ipynb #bbad52c6
 def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first; full or truncated ranking
                   gnd, # revisitop ground truth: list of n_queries dicts with keys easy, hard, junk
                   kappas=(1, 5, 10), # cut-offs k of mP@k
@@ -152,7 +184,7 @@ def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best firs
         results[protocol] = scores
     return results
 
-# %% ../nbs/01_metrics.ipynb #c74d0957
+# %% ../nbs/01_metrics.ipynb #9d51f3d3
 def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first
                             gnd, # revisitop ground truth: list of dicts with keys easy, hard, junk
                             kappas=(1, 5, 10), # cut-offs k of mP@k
@@ -182,36 +214,58 @@ def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices,
         results[protocol] = scores
     return results
 
-# %% ../nbs/01_metrics.ipynb #65ad6faf
+# %% ../nbs/01_metrics.ipynb #a04b8821
 def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; columns beyond k are ignored
               positives, # one list/array of relevant gallery indices per query
               k:int=100, # cut-off
              ) -> float: # mAP@k as a fraction
     "mAP@k of the Google Landmarks v2 retrieval challenge."
-    ranks = _as_ranks(ranks)
+    ranks = _as_ranks(ranks, check_unique=False)   # the first k columns are checked below, in the same sort
     if not isinstance(k, (int, np.integer)) or k < 1: raise ValueError(f"k must be a positive integer, got {k}")
     n_queries = ranks.shape[0]
     if len(positives) != n_queries:
         raise ValueError(f"ranks has {n_queries} rows but positives has {len(positives)} entries; they must match")
     positive_rows, positive_indices = _flat_indices(positives, "positives[{}]")
-    repeat = _first_repeat(positive_rows, positive_indices)
-    if repeat is not None:
-        raise ValueError(f"positives[{int(positive_rows[repeat[0]])}] repeats gallery index {int(positive_indices[repeat[0]])}")
     n_positives = np.bincount(positive_rows, minlength=n_queries)
     top = ranks[:, :k]
-    # membership of the ragged ground truth as one lookup of (query, gallery index) keys
-    key_base = max(int(top.max(initial=-1)), int(positive_indices.max(initial=-1))) + 1
-    positive_keys = np.sort(positive_rows * key_base + positive_indices)
-    ranked_keys = np.arange(n_queries, dtype=np.int64)[:, None] * key_base + top
-    found_at = np.minimum(np.searchsorted(positive_keys, ranked_keys), max(len(positive_keys) - 1, 0))
-    relevant = positive_keys[found_at] == ranked_keys if len(positive_keys) else np.zeros(top.shape, bool)
-    precision = np.cumsum(relevant, axis=1) / np.arange(1, top.shape[1] + 1)
+    n_top = top.shape[1]
+    # One sort of (query, gallery index, tag) keys, tag = column for a ranked item and n_top for a
+    # positive: a ranked item that is a positive sorts right before it; equal (query, index) pairs
+    # with two column tags or two positive tags are repeats.
+    item_base = max(int(top.max(initial=-1)), int(positive_indices.max(initial=-1))) + 1
+    tag_bits = n_top.bit_length()
+    if n_queries * item_base << tag_bits >= 2**62:   # huge gallery indices: renumber the ones present
+        items, renumbered = np.unique(np.concatenate([top.ravel(), positive_indices]), return_inverse=True)
+        top, positive_indices = renumbered[:top.size].reshape(top.shape), renumbered[top.size:]
+        item_base = len(items)
+    else: items = None
+    key_type = np.int32 if n_queries * item_base << tag_bits < 2**31 else np.int64
+    pairs = np.concatenate([(np.arange(n_queries, dtype=key_type)[:, None] * item_base + top.astype(key_type)).ravel(),
+                            positive_rows.astype(key_type) * item_base + positive_indices.astype(key_type)])
+    tags = np.concatenate([np.broadcast_to(np.arange(n_top, dtype=key_type), top.shape).ravel(),
+                           np.full(len(positive_rows), n_top, key_type)])
+    keys = np.sort(pairs << tag_bits | tags)
+    pairs = keys >> tag_bits
+    same = np.flatnonzero(pairs[1:] == pairs[:-1])   # few: hits and repeats only
+    first_tag, next_tag = keys[same] & ((1 << tag_bits) - 1), keys[same + 1] & ((1 << tag_bits) - 1)
+    same_rows, same_items = np.divmod(pairs[same], item_base)
+    if items is not None: same_items = items[same_items]
+    ranked_repeat, positive_repeat = np.flatnonzero(next_tag < n_top), np.flatnonzero(first_tag == n_top)
+    if len(ranked_repeat):
+        raise ValueError(f"ranks must list each gallery index at most once per row; row {int(same_rows[ranked_repeat].min())} repeats one")
+    if len(positive_repeat):
+        first = positive_repeat[np.argmin(same_rows[positive_repeat])]
+        raise ValueError(f"positives[{int(same_rows[first])}] repeats gallery index {int(same_items[first])}")
+    hit_rows, hit_columns = same_rows.astype(np.int64), first_tag.astype(np.int64)   # the rest: ranked, then positive
+    relevant = np.zeros(top.shape, bool)
+    relevant[hit_rows, hit_columns] = True
+    hits_so_far = np.cumsum(relevant, axis=1)[hit_rows, hit_columns]
     has_positives = n_positives > 0
     if not has_positives.any(): return float("nan")
-    ap = (precision * relevant).sum(1)[has_positives] / np.minimum(n_positives[has_positives], k)
-    return float(ap.mean())
+    ap = np.bincount(hit_rows, weights=hits_so_far / (hit_columns + 1), minlength=n_queries)
+    return float((ap[has_positives] / np.minimum(n_positives[has_positives], k)).mean())
 
-# %% ../nbs/01_metrics.ipynb #d388058f
+# %% ../nbs/01_metrics.ipynb #a8844bfd
 def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first
                         positives, # one list/array of relevant gallery indices per query
                         k:int=100, # cut-off
@@ -229,7 +283,7 @@ def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, bes
         aps.append(total / min(len(relevant_items), k))
     return float(np.mean(aps)) if aps else float("nan")
 
-# %% ../nbs/01_metrics.ipynb #8030c28c
+# %% ../nbs/01_metrics.ipynb #d3cb8f25
 def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
                       query_ids, # (n_queries,) gallery index of each query
                      ) -> np.ndarray: # (n_queries, m - 1) ranks without the query itself
@@ -243,7 +297,7 @@ def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
     is_self[~is_self.any(1), -1] = True   # self not retrieved: drop the worst item instead
     return ranks[~is_self].reshape(ranks.shape[0], ranks.shape[1] - 1)
 
-# %% ../nbs/01_metrics.ipynb #4adc2828
+# %% ../nbs/01_metrics.ipynb #c27447db
 def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
     "Boolean (n_queries, n_columns): does the ranked gallery item share the query's label."
     ranks = _as_ranks(ranks)
@@ -255,7 +309,7 @@ def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
         raise ValueError(f"ranks holds gallery index {int(ranks.max())} but gallery_labels has only {len(gallery_labels)} entries")
     return gallery_labels[ranks] == query_labels[:, None]
 
-# %% ../nbs/01_metrics.ipynb #255b3bc8
+# %% ../nbs/01_metrics.ipynb #7d1b4790
 def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best first, self-matches removed
                   query_labels, # (n_queries,) class label of each query
                   gallery_labels, # (n_gallery,) class label of each gallery item
@@ -268,7 +322,7 @@ def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best firs
             raise ValueError(f"each k must be an integer in 1..{hits.shape[1]} (the columns of ranks), got {k}")
     return {f"top{k}": float(hits[:, :k].any(1).mean()) for k in ks}
 
-# %% ../nbs/01_metrics.ipynb #15a30e77
+# %% ../nbs/01_metrics.ipynb #3ffab788
 def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; complete, self-matches removed
               query_labels, # (n_queries,) class label of each query
               gallery_labels, # (n_gallery,) class label of each gallery item
@@ -281,7 +335,7 @@ def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     if not has_relevant.any(): return float("nan")
     return float(((precision * hits).sum(1)[has_relevant] / n_relevant[has_relevant]).mean())
 
-# %% ../nbs/01_metrics.ipynb #37748487
+# %% ../nbs/01_metrics.ipynb #68f11514
 def _same_keys(**named) -> list:
     "The common keys of several dicts; ValueError naming the mismatched ones."
     dicts = {name: d for name, d in named.items()}
@@ -293,7 +347,7 @@ def _same_keys(**named) -> list:
                              f"{sorted(map(str, set(reference) - set(d)))} missing")
     return list(reference)
 
-# %% ../nbs/01_metrics.ipynb #0b806ed2
+# %% ../nbs/01_metrics.ipynb #6a7572c8
 def compatible(new_cross, # M(n, o): new queries against the old gallery; number or {test_set: number}
                old_self, # M(o, o): old model on its own gallery; same form
               ): # bool, or {test_set: bool}
@@ -304,7 +358,7 @@ def compatible(new_cross, # M(n, o): new queries against the old gallery; number
         return {d: bool(new_cross[d] > old_self[d]) for d in _same_keys(new_cross=new_cross, old_self=old_self)}
     return bool(new_cross > old_self)
 
-# %% ../nbs/01_metrics.ipynb #403fafae
+# %% ../nbs/01_metrics.ipynb #13914ba2
 def update_gain(new_cross, # M(n, o); number or {test_set: number}
                 old_self, # M(o, o); same form
                 star_self, # M(*, *): the unconstrained upper-bound model; same form
@@ -319,10 +373,10 @@ def update_gain(new_cross, # M(n, o); number or {test_set: number}
     if star_self == old_self: raise ValueError(f"update gain is undefined when star_self equals old_self ({old_self})")
     return float((new_cross - old_self) / (star_self - old_self))
 
-# %% ../nbs/01_metrics.ipynb #1e9bb7a0
+# %% ../nbs/01_metrics.ipynb #0bb05a88
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
 
-# %% ../nbs/01_metrics.ipynb #c70ffbe1
+# %% ../nbs/01_metrics.ipynb #5d6aeeae
 def paper_scores(new_self, # {test_set: M(n, n)}: the new model on its own gallery
                  new_cross, # {test_set: M(n, o)}: new queries against the old gallery
                  old_self, # {test_set: M(o, o)}: the old model on its own gallery
@@ -339,7 +393,7 @@ def paper_scores(new_self, # {test_set: M(n, n)}: the new model on its own galle
     return {"P_up": float(100 * upgrade.mean()), "P_comp": float(100 * compat.mean()),
             "P_1": float(100 * (2 * upgrade * compat / (upgrade + compat)).mean())}
 
-# %% ../nbs/01_metrics.ipynb #869403a4
+# %% ../nbs/01_metrics.ipynb #031aebf2
 def backward_compatibility_rate(matrix, # (n_models, n_models) matrix[i, j] = M(phi_i queries, phi_j gallery)
                                ) -> float: # AC, a fraction of the n(n-1)/2 pairs i > j
     "Fraction of pairs i > j in which model i's queries beat model j on model j's gallery."
@@ -350,7 +404,7 @@ def backward_compatibility_rate(matrix, # (n_models, n_models) matrix[i, j] = M(
     later, earlier = np.tril_indices(matrix.shape[0], k=-1)
     return float((matrix[later, earlier] > matrix[earlier, earlier]).mean())
 
-# %% ../nbs/01_metrics.ipynb #d48e5cd8
+# %% ../nbs/01_metrics.ipynb #77935658
 def backfill_area(fractions, # (n_points,) backfilled fractions, strictly increasing from 0 to 1
                   values, # (n_points,) the metric at each fraction
                  ) -> float: # trapezoid area under the curve
@@ -366,7 +420,7 @@ def backfill_area(fractions, # (n_points,) backfilled fractions, strictly increa
         raise ValueError(f"fractions must start at 0 and end at 1, got {fractions[0]} .. {fractions[-1]}")
     return float((np.diff(fractions) * (values[1:] + values[:-1]) / 2).sum())
 
-# %% ../nbs/01_metrics.ipynb #851adc17
+# %% ../nbs/01_metrics.ipynb #836e6eda
 def negative_flip_rate(old_correct, # (n_queries,) bool: the old system is right at rank 1
                        new_correct, # (n_queries,) bool: the new or mixed system is right at rank 1
                       ) -> float: # fraction of all queries that flip from right to wrong
