@@ -7,10 +7,10 @@ __all__ = ['revisited_map', 'reference_revisited_map', 'gldv2_map', 'reference_g
            'label_map', 'compatible', 'update_gain', 'paper_scores', 'backward_compatibility_rate', 'backfill_area',
            'negative_flip_rate']
 
-# %% ../nbs/01_metrics.ipynb #f16da68e
+# %% ../nbs/01_metrics.ipynb #c0b8222e
 import numpy as np
 
-# %% ../nbs/01_metrics.ipynb #33390f37
+# %% ../nbs/01_metrics.ipynb #21fec17b
 def _first_repeating_row(ranks:np.ndarray, # (n_queries, n_columns) non-negative int64 gallery indices
                         ): # index of the first row that lists a gallery index twice, or None
     "Find a row of `ranks` that repeats a gallery index, in O(n_queries * n_columns) for dense rows."
@@ -28,7 +28,7 @@ def _first_repeating_row(ranks:np.ndarray, # (n_queries, n_columns) non-negative
         seen.fill(False)   # at most 8 n_columns bytes: cheaper than scattering the row again
     return None
 
-# %% ../nbs/01_metrics.ipynb #4f205fc3
+# %% ../nbs/01_metrics.ipynb #f7694d7f
 def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
               name:str='ranks', # name used in error messages
               check_unique:bool=True, # check that no row repeats an index (callers that check it themselves pass False)
@@ -48,7 +48,7 @@ def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
         raise ValueError(f"{name} must list each gallery index at most once per row; row {repeated} repeats one")
     return ranks
 
-# %% ../nbs/01_metrics.ipynb #1ef27c31
+# %% ../nbs/01_metrics.ipynb #16e375ab
 def _flat_arrays(lists) -> np.ndarray:
     "One np.concatenate of 1-D integer numpy arrays (the common case); None for any other input."
     if len(lists) == 0 or not all(type(a) is np.ndarray for a in lists): return None
@@ -58,15 +58,14 @@ def _flat_arrays(lists) -> np.ndarray:
     if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer): return None
     return indices.astype(np.int64, copy=False)
 
-# %% ../nbs/01_metrics.ipynb #2da5d92d
-def _flat_indices(lists, # one list/array of gallery indices per query
-                  where:str, # name for error messages with {} for the query number, e.g. "positives[{}]"
-                 ) -> tuple: # (rows, indices): flat int64 arrays, query by query
-    "Check ragged per-query index lists (1-D, non-negative integers) and flatten them."
+# %% ../nbs/01_metrics.ipynb #d0e3850b
+def _flat_values(lists, # one list/array of gallery indices per query
+                 where:str, # name for error messages with {} for the query number, e.g. "positives[{}]"
+                ) -> tuple: # (indices, lengths): all indices as one flat int64 array, and each query's count
+    "Check ragged per-query index lists (1-D, non-negative integers) and concatenate them."
     indices = _flat_arrays(lists)
     if indices is not None and not (len(indices) and indices.min() < 0):
-        lengths = np.fromiter(map(len, lists), np.int64, len(lists))
-        return np.repeat(np.arange(len(lists), dtype=np.int64), lengths), indices
+        return indices, np.fromiter(map(len, lists), np.int64, len(lists))
     arrays = [np.asarray(a) for a in lists]
     for q, a in enumerate(arrays):   # attribute checks only; the values are checked flat below
         if a.size == 0: continue
@@ -74,13 +73,21 @@ def _flat_indices(lists, # one list/array of gallery indices per query
         if not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"{where.format(q)} must hold integer gallery indices, got dtype {a.dtype}")
     lengths = np.array([a.size for a in arrays], np.int64)
-    rows = np.repeat(np.arange(len(arrays), dtype=np.int64), lengths)
     indices = np.concatenate([a.reshape(-1).astype(np.int64) for a in arrays] + [np.zeros(0, np.int64)])
     if (indices < 0).any():
+        rows = np.repeat(np.arange(len(arrays), dtype=np.int64), lengths)
         raise ValueError(f"{where.format(int(rows[np.argmax(indices < 0)]))} holds a negative gallery index")
-    return rows, indices
+    return indices, lengths
 
-# %% ../nbs/01_metrics.ipynb #5b22bb21
+# %% ../nbs/01_metrics.ipynb #9d9916d9
+def _flat_indices(lists, # one list/array of gallery indices per query
+                  where:str, # name for error messages with {} for the query number, e.g. "positives[{}]"
+                 ) -> tuple: # (rows, indices): flat int64 arrays, query by query
+    "Check ragged per-query index lists (1-D, non-negative integers) and flatten them."
+    indices, lengths = _flat_values(lists, where)
+    return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths), indices
+
+# %% ../nbs/01_metrics.ipynb #f725c814
 def _first_repeat(rows:np.ndarray, indices:np.ndarray): # flat arrays from `_flat_indices`
     "Positions (a, b) in the flat arrays of the first (row, index) pair listed twice, or None."
     keys = rows * (int(indices.max(initial=-1)) + 1) + indices
@@ -88,13 +95,13 @@ def _first_repeat(rows:np.ndarray, indices:np.ndarray): # flat arrays from `_fla
     repeated = np.nonzero(keys[order][1:] == keys[order][:-1])[0]
     return None if len(repeated) == 0 else (int(order[repeated[0]]), int(order[repeated[0] + 1]))
 
-# %% ../nbs/01_metrics.ipynb #fdd8043b
+# %% ../nbs/01_metrics.ipynb #acbe6754
 _PROTOCOLS = {"easy": (("easy",), ("junk", "hard")),
               "medium": (("easy", "hard"), ("junk",)),
               "hard": (("hard",), ("junk", "easy"))}
 _GND_CODES = {"easy": 1, "hard": 2, "junk": 3}
 
-# %% ../nbs/01_metrics.ipynb #a591312e
+# %% ../nbs/01_metrics.ipynb #318c0281
 def _check_kappas(kappas) -> tuple:
     "Check that the cut-offs of mP@k are positive integers."
     kappas = tuple(kappas)
@@ -102,7 +109,7 @@ def _check_kappas(kappas) -> tuple:
         raise ValueError(f"kappas must be positive integers, got {kappas}")
     return kappas
 
-# %% ../nbs/01_metrics.ipynb #be4ac46c
+# %% ../nbs/01_metrics.ipynb #dcc34c63
 def _gnd_labels(gnd, # revisitop ground truth: one dict per query with keys easy, hard, junk
                 n_queries:int, # rows of ranks
                ) -> tuple: # (rows, gallery_indices, codes) flat arrays; codes 1 easy, 2 hard, 3 junk
@@ -125,7 +132,7 @@ def _gnd_labels(gnd, # revisitop ground truth: one dict per query with keys easy
         raise ValueError(f"gnd[{q}]: easy, hard and junk must be disjoint; gallery index {index} is in both '{key_a}' and '{key_b}'")
     return rows, indices, codes
 
-# %% ../nbs/01_metrics.ipynb #fbe7c84a
+# %% ../nbs/01_metrics.ipynb #476ad99a
 def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first; full or truncated ranking
                   gnd, # revisitop ground truth: list of n_queries dicts with keys easy, hard, junk
                   kappas=(1, 5, 10), # cut-offs k of mP@k
@@ -184,7 +191,7 @@ def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best firs
         results[protocol] = scores
     return results
 
-# %% ../nbs/01_metrics.ipynb #a50a250d
+# %% ../nbs/01_metrics.ipynb #8ba8dda6
 def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first
                             gnd, # revisitop ground truth: list of dicts with keys easy, hard, junk
                             kappas=(1, 5, 10), # cut-offs k of mP@k
@@ -214,7 +221,7 @@ def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices,
         results[protocol] = scores
     return results
 
-# %% ../nbs/01_metrics.ipynb #99c4765d
+# %% ../nbs/01_metrics.ipynb #2a2bede9
 def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; columns beyond k are ignored
               positives, # one list/array of relevant gallery indices per query
               k:int=100, # cut-off
@@ -225,8 +232,7 @@ def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     n_queries = ranks.shape[0]
     if len(positives) != n_queries:
         raise ValueError(f"ranks has {n_queries} rows but positives has {len(positives)} entries; they must match")
-    positive_rows, positive_indices = _flat_indices(positives, "positives[{}]")
-    n_positives = np.fromiter(map(len, positives), np.int64, n_queries)
+    positive_indices, n_positives = _flat_values(positives, "positives[{}]")
     top = ranks[:, :k]
     n_top = top.shape[1]
     item_base = max(int(top.max(initial=0)), int(positive_indices.max(initial=0))) + 1
@@ -270,7 +276,7 @@ def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     ap = np.bincount(hit_rows, weights=hits_so_far / (hit_columns + 1), minlength=n_queries)
     return float((ap[has_positives] / np.minimum(n_positives[has_positives], k)).mean())
 
-# %% ../nbs/01_metrics.ipynb #0e79d978
+# %% ../nbs/01_metrics.ipynb #ce77b878
 def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first
                         positives, # one list/array of relevant gallery indices per query
                         k:int=100, # cut-off
@@ -288,7 +294,7 @@ def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, bes
         aps.append(total / min(len(relevant_items), k))
     return float(np.mean(aps)) if aps else float("nan")
 
-# %% ../nbs/01_metrics.ipynb #53cef8ab
+# %% ../nbs/01_metrics.ipynb #705db778
 def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
                       query_ids, # (n_queries,) gallery index of each query
                      ) -> np.ndarray: # (n_queries, m - 1) ranks without the query itself
@@ -302,7 +308,7 @@ def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
     is_self[~is_self.any(1), -1] = True   # self not retrieved: drop the worst item instead
     return ranks[~is_self].reshape(ranks.shape[0], ranks.shape[1] - 1)
 
-# %% ../nbs/01_metrics.ipynb #a0db88a7
+# %% ../nbs/01_metrics.ipynb #1fca1d07
 def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
     "Boolean (n_queries, n_columns): does the ranked gallery item share the query's label."
     ranks = _as_ranks(ranks)
@@ -314,7 +320,7 @@ def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
         raise ValueError(f"ranks holds gallery index {int(ranks.max())} but gallery_labels has only {len(gallery_labels)} entries")
     return gallery_labels[ranks] == query_labels[:, None]
 
-# %% ../nbs/01_metrics.ipynb #dabb43a5
+# %% ../nbs/01_metrics.ipynb #899bbf6b
 def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best first, self-matches removed
                   query_labels, # (n_queries,) class label of each query
                   gallery_labels, # (n_gallery,) class label of each gallery item
@@ -327,7 +333,7 @@ def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best firs
             raise ValueError(f"each k must be an integer in 1..{hits.shape[1]} (the columns of ranks), got {k}")
     return {f"top{k}": float(hits[:, :k].any(1).mean()) for k in ks}
 
-# %% ../nbs/01_metrics.ipynb #6d9cd7fb
+# %% ../nbs/01_metrics.ipynb #04404228
 def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; complete, self-matches removed
               query_labels, # (n_queries,) class label of each query
               gallery_labels, # (n_gallery,) class label of each gallery item
@@ -340,7 +346,7 @@ def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     if not has_relevant.any(): return float("nan")
     return float(((precision * hits).sum(1)[has_relevant] / n_relevant[has_relevant]).mean())
 
-# %% ../nbs/01_metrics.ipynb #d1e9ab4f
+# %% ../nbs/01_metrics.ipynb #43a69e8d
 def _same_keys(**named) -> list:
     "The common keys of several dicts; ValueError naming the mismatched ones."
     dicts = {name: d for name, d in named.items()}
@@ -352,7 +358,7 @@ def _same_keys(**named) -> list:
                              f"{sorted(map(str, set(reference) - set(d)))} missing")
     return list(reference)
 
-# %% ../nbs/01_metrics.ipynb #c0434f16
+# %% ../nbs/01_metrics.ipynb #35b46ab7
 def compatible(new_cross, # M(n, o): new queries against the old gallery; number or {test_set: number}
                old_self, # M(o, o): old model on its own gallery; same form
               ): # bool, or {test_set: bool}
@@ -363,7 +369,7 @@ def compatible(new_cross, # M(n, o): new queries against the old gallery; number
         return {d: bool(new_cross[d] > old_self[d]) for d in _same_keys(new_cross=new_cross, old_self=old_self)}
     return bool(new_cross > old_self)
 
-# %% ../nbs/01_metrics.ipynb #e2d30dfc
+# %% ../nbs/01_metrics.ipynb #a6841f20
 def update_gain(new_cross, # M(n, o); number or {test_set: number}
                 old_self, # M(o, o); same form
                 star_self, # M(*, *): the unconstrained upper-bound model; same form
@@ -378,10 +384,10 @@ def update_gain(new_cross, # M(n, o); number or {test_set: number}
     if star_self == old_self: raise ValueError(f"update gain is undefined when star_self equals old_self ({old_self})")
     return float((new_cross - old_self) / (star_self - old_self))
 
-# %% ../nbs/01_metrics.ipynb #0c7f7a2d
+# %% ../nbs/01_metrics.ipynb #738749df
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
 
-# %% ../nbs/01_metrics.ipynb #0c634f82
+# %% ../nbs/01_metrics.ipynb #87789461
 def paper_scores(new_self, # {test_set: M(n, n)}: the new model on its own gallery
                  new_cross, # {test_set: M(n, o)}: new queries against the old gallery
                  old_self, # {test_set: M(o, o)}: the old model on its own gallery
@@ -398,7 +404,7 @@ def paper_scores(new_self, # {test_set: M(n, n)}: the new model on its own galle
     return {"P_up": float(100 * upgrade.mean()), "P_comp": float(100 * compat.mean()),
             "P_1": float(100 * (2 * upgrade * compat / (upgrade + compat)).mean())}
 
-# %% ../nbs/01_metrics.ipynb #036e77bd
+# %% ../nbs/01_metrics.ipynb #d82ad1e5
 def backward_compatibility_rate(matrix, # (n_models, n_models) matrix[i, j] = M(phi_i queries, phi_j gallery)
                                ) -> float: # AC, a fraction of the n(n-1)/2 pairs i > j
     "Fraction of pairs i > j in which model i's queries beat model j on model j's gallery."
@@ -409,7 +415,7 @@ def backward_compatibility_rate(matrix, # (n_models, n_models) matrix[i, j] = M(
     later, earlier = np.tril_indices(matrix.shape[0], k=-1)
     return float((matrix[later, earlier] > matrix[earlier, earlier]).mean())
 
-# %% ../nbs/01_metrics.ipynb #30bcdecd
+# %% ../nbs/01_metrics.ipynb #23f5f325
 def backfill_area(fractions, # (n_points,) backfilled fractions, strictly increasing from 0 to 1
                   values, # (n_points,) the metric at each fraction
                  ) -> float: # trapezoid area under the curve
@@ -425,7 +431,7 @@ def backfill_area(fractions, # (n_points,) backfilled fractions, strictly increa
         raise ValueError(f"fractions must start at 0 and end at 1, got {fractions[0]} .. {fractions[-1]}")
     return float((np.diff(fractions) * (values[1:] + values[:-1]) / 2).sum())
 
-# %% ../nbs/01_metrics.ipynb #f5ea60a3
+# %% ../nbs/01_metrics.ipynb #e4575ec4
 def negative_flip_rate(old_correct, # (n_queries,) bool: the old system is right at rank 1
                        new_correct, # (n_queries,) bool: the new or mixed system is right at rank 1
                       ) -> float: # fraction of all queries that flip from right to wrong
