@@ -7,12 +7,31 @@ __all__ = ['revisited_map', 'reference_revisited_map', 'gldv2_map', 'reference_g
            'label_map', 'compatible', 'update_gain', 'paper_scores', 'backward_compatibility_rate', 'backfill_area',
            'negative_flip_rate']
 
-# %% ../nbs/01_metrics.ipynb #a708962f
+# %% ../nbs/01_metrics.ipynb #d5a92210
 import numpy as np
 
-# %% ../nbs/01_metrics.ipynb #38bc0dce
+# %% ../nbs/01_metrics.ipynb #87d33706
+def _first_repeating_row(ranks:np.ndarray, # (n_queries, n_columns) non-negative int64 gallery indices
+                        ): # index of the first row that lists a gallery index twice, or None
+    "Find a row of `ranks` that repeats a gallery index, in O(n_queries * n_columns) for dense rows."
+    n_queries, n_columns = ranks.shape
+    if n_columns < 2 or n_queries == 0: return None
+    n_items = int(ranks.max()) + 1
+    if n_items > 8 * n_columns:   # short rows over a large gallery: sorting them beats a gallery-sized buffer
+        sorted_rows = np.sort(ranks, axis=1)
+        repeated = np.flatnonzero((sorted_rows[:, 1:] == sorted_rows[:, :-1]).any(1))
+        return int(repeated[0]) if len(repeated) else None
+    seen = np.zeros(n_items, bool)   # one buffer reused by every row: a scatter, a count, a reset
+    for q, row in enumerate(ranks):
+        seen[row] = True
+        if np.count_nonzero(seen) != n_columns: return q
+        seen.fill(False)   # at most 8 n_columns bytes: cheaper than scattering the row again
+    return None
+
+# %% ../nbs/01_metrics.ipynb #8d70f9ad
 def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
               name:str='ranks', # name used in error messages
+              check_unique:bool=True, # check that no row repeats an index (callers that check it themselves pass False)
              ) -> np.ndarray: # the same as an int64 array
     "Check that `ranks` is a 2-D array of non-negative integers, unique within each row."
     ranks = np.asarray(ranks)
@@ -24,17 +43,29 @@ def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
     if ranks.min() < 0:
         row = int(np.nonzero((ranks < 0).any(1))[0][0])
         raise ValueError(f"{name} holds negative gallery indices (first in row {row})")
-    sorted_rows = np.sort(ranks, axis=1)
-    repeated = (sorted_rows[:, 1:] == sorted_rows[:, :-1]).any(1)
-    if repeated.any():
-        raise ValueError(f"{name} must list each gallery index at most once per row; row {int(np.nonzero(repeated)[0][0])} repeats one")
+    repeated = _first_repeating_row(ranks) if check_unique else None
+    if repeated is not None:
+        raise ValueError(f"{name} must list each gallery index at most once per row; row {repeated} repeats one")
     return ranks
 
-# %% ../nbs/01_metrics.ipynb #1027bfb9
-def _flat_indices(lists, # one list/array of gallery indices per query
-                  where:str, # name for error messages with {} for the query number, e.g. "positives[{}]"
-                 ) -> tuple: # (rows, indices): flat int64 arrays, query by query
-    "Check ragged per-query index lists (1-D, non-negative integers) and flatten them."
+# %% ../nbs/01_metrics.ipynb #9d312187
+def _flat_arrays(lists) -> np.ndarray:
+    "One np.concatenate of 1-D integer numpy arrays (the common case); None for any other input."
+    if len(lists) == 0 or not all(type(a) is np.ndarray for a in lists): return None
+    if not all(np.issubdtype(d, np.integer) for d in {a.dtype for a in lists}): return None
+    try: indices = np.concatenate(lists)
+    except ValueError: return None   # 0-d or mixed shapes: the per-query checks say which
+    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer): return None
+    return indices.astype(np.int64, copy=False)
+
+# %% ../nbs/01_metrics.ipynb #d6bd771e
+def _flat_values(lists, # one list/array of gallery indices per query
+                 where:str, # name for error messages with {} for the query number, e.g. "positives[{}]"
+                ) -> tuple: # (indices, lengths): all indices as one flat int64 array, and each query's count
+    "Check ragged per-query index lists (1-D, non-negative integers) and concatenate them."
+    indices = _flat_arrays(lists)
+    if indices is not None and not (len(indices) and indices.min() < 0):
+        return indices, np.fromiter(map(len, lists), np.int64, len(lists))
     arrays = [np.asarray(a) for a in lists]
     for q, a in enumerate(arrays):   # attribute checks only; the values are checked flat below
         if a.size == 0: continue
@@ -42,13 +73,21 @@ def _flat_indices(lists, # one list/array of gallery indices per query
         if not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"{where.format(q)} must hold integer gallery indices, got dtype {a.dtype}")
     lengths = np.array([a.size for a in arrays], np.int64)
-    rows = np.repeat(np.arange(len(arrays), dtype=np.int64), lengths)
     indices = np.concatenate([a.reshape(-1).astype(np.int64) for a in arrays] + [np.zeros(0, np.int64)])
     if (indices < 0).any():
+        rows = np.repeat(np.arange(len(arrays), dtype=np.int64), lengths)
         raise ValueError(f"{where.format(int(rows[np.argmax(indices < 0)]))} holds a negative gallery index")
-    return rows, indices
+    return indices, lengths
 
-# %% ../nbs/01_metrics.ipynb #70136449
+# %% ../nbs/01_metrics.ipynb #97e24950
+def _flat_indices(lists, # one list/array of gallery indices per query
+                  where:str, # name for error messages with {} for the query number, e.g. "positives[{}]"
+                 ) -> tuple: # (rows, indices): flat int64 arrays, query by query
+    "Check ragged per-query index lists (1-D, non-negative integers) and flatten them."
+    indices, lengths = _flat_values(lists, where)
+    return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths), indices
+
+# %% ../nbs/01_metrics.ipynb #eb99ea5e
 def _first_repeat(rows:np.ndarray, indices:np.ndarray): # flat arrays from `_flat_indices`
     "Positions (a, b) in the flat arrays of the first (row, index) pair listed twice, or None."
     keys = rows * (int(indices.max(initial=-1)) + 1) + indices
@@ -56,13 +95,13 @@ def _first_repeat(rows:np.ndarray, indices:np.ndarray): # flat arrays from `_fla
     repeated = np.nonzero(keys[order][1:] == keys[order][:-1])[0]
     return None if len(repeated) == 0 else (int(order[repeated[0]]), int(order[repeated[0] + 1]))
 
-# %% ../nbs/01_metrics.ipynb #93c84492
+# %% ../nbs/01_metrics.ipynb #cbd03371
 _PROTOCOLS = {"easy": (("easy",), ("junk", "hard")),
               "medium": (("easy", "hard"), ("junk",)),
               "hard": (("hard",), ("junk", "easy"))}
 _GND_CODES = {"easy": 1, "hard": 2, "junk": 3}
 
-# %% ../nbs/01_metrics.ipynb #184d3498
+# %% ../nbs/01_metrics.ipynb #df2351fd
 def _check_kappas(kappas) -> tuple:
     "Check that the cut-offs of mP@k are positive integers."
     kappas = tuple(kappas)
@@ -70,7 +109,7 @@ def _check_kappas(kappas) -> tuple:
         raise ValueError(f"kappas must be positive integers, got {kappas}")
     return kappas
 
-# %% ../nbs/01_metrics.ipynb #a47265d9
+# %% ../nbs/01_metrics.ipynb #5abeef1e
 def _gnd_labels(gnd, # revisitop ground truth: one dict per query with keys easy, hard, junk
                 n_queries:int, # rows of ranks
                ) -> tuple: # (rows, gallery_indices, codes) flat arrays; codes 1 easy, 2 hard, 3 junk
@@ -93,7 +132,7 @@ def _gnd_labels(gnd, # revisitop ground truth: one dict per query with keys easy
         raise ValueError(f"gnd[{q}]: easy, hard and junk must be disjoint; gallery index {index} is in both '{key_a}' and '{key_b}'")
     return rows, indices, codes
 
-# %% ../nbs/01_metrics.ipynb #47782600
+# %% ../nbs/01_metrics.ipynb #7904cf5e
 def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first; full or truncated ranking
                   gnd, # revisitop ground truth: list of n_queries dicts with keys easy, hard, junk
                   kappas=(1, 5, 10), # cut-offs k of mP@k
@@ -152,7 +191,7 @@ def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best firs
         results[protocol] = scores
     return results
 
-# %% ../nbs/01_metrics.ipynb #c74d0957
+# %% ../nbs/01_metrics.ipynb #2b346dc7
 def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first
                             gnd, # revisitop ground truth: list of dicts with keys easy, hard, junk
                             kappas=(1, 5, 10), # cut-offs k of mP@k
@@ -182,36 +221,94 @@ def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices,
         results[protocol] = scores
     return results
 
-# %% ../nbs/01_metrics.ipynb #65ad6faf
+# %% ../nbs/01_metrics.ipynb #2cad20b2
+def _dense_hits(top:np.ndarray, # (n_queries, n_top) int64 gallery indices
+                positive_indices:np.ndarray, # flat int64 positives, query by query
+                n_positives:np.ndarray, # (n_queries,) positives per query
+                item_base:int, # 1 + the largest gallery index
+               ): # (hit_rows, hit_columns) in row-major order, or None when an index repeats
+    "Ranked items that are positives, through one (query, gallery index) byte table; for small tables."
+    row_offsets = np.arange(0, top.shape[0] * item_base, item_base)
+    ranked_cells = top + row_offsets[:, None]
+    table = np.zeros(top.shape[0] * item_base, np.uint8)
+    table[ranked_cells] = 1
+    if np.count_nonzero(table) != top.size: return None   # a row repeats an index
+    table[np.repeat(row_offsets, n_positives) + positive_indices] |= 2
+    relevant = table[ranked_cells] == 3
+    hit_rows, hit_columns = np.nonzero(relevant)
+    # positives that are not ranked add new cells, the others are the hits: fewer means a repeat
+    if np.count_nonzero(table) - top.size + len(hit_rows) != len(positive_indices): return None
+    return hit_rows, hit_columns
+
+# %% ../nbs/01_metrics.ipynb #354d6ff6
+def _sorted_hits(top:np.ndarray, # (n_queries, n_top) int64 gallery indices
+                 positive_indices:np.ndarray, # flat int64 positives, query by query
+                 n_positives:np.ndarray, # (n_queries,) positives per query
+                 item_base:int, # 1 + the largest gallery index
+                ) -> tuple: # (hit_rows, hit_columns) sorted by row, then column
+    "Ranked items that are positives, through one sort of (query, gallery index) keys; ValueError on a repeat."
+    n_queries, n_top = top.shape
+    items = None
+    if 2 * n_queries * item_base >= 2**62:   # huge gallery indices: renumber the ones present
+        items, renumbered = np.unique(np.concatenate([top.ravel(), positive_indices]), return_inverse=True)
+        top, positive_indices, item_base = renumbered[:top.size].reshape(top.shape), renumbered[top.size:], len(items)
+    # keys 2 * (query * item_base + gallery index) + is_positive, small ints where they fit: a ranked
+    # item that is a positive sorts right before it (key + 1), a repeat right next to its twin
+    key_type = np.int32 if 2 * n_queries * item_base < 2**31 else np.int64
+    keys = np.empty(top.size + len(positive_indices), key_type)
+    row_offsets = np.arange(0, 2 * n_queries * item_base, 2 * item_base, dtype=key_type)
+    ranked_keys = keys[:top.size].reshape(top.shape)
+    ranked_keys[...] = top
+    ranked_keys <<= 1
+    ranked_keys += row_offsets[:, None]
+    positive_keys = keys[top.size:]
+    positive_keys[...] = positive_indices
+    positive_keys <<= 1
+    positive_keys += np.repeat(row_offsets + 1, n_positives)
+    sorted_keys = np.sort(keys)
+    close = np.flatnonzero(np.diff(sorted_keys) <= 1)   # few: hits, repeats and neighbours one apart
+    first, step = sorted_keys[close], sorted_keys[close + 1] - sorted_keys[close]
+    rows, found_items = np.divmod(first >> 1, item_base)
+    repeat = np.flatnonzero(step == 0)
+    if len(repeat):   # keys are sorted by query, so the first repeat is in the first query with one
+        q, index = int(rows[repeat[0]]), int(found_items[repeat[0]])
+        if first[repeat[0]] % 2 == 0:
+            raise ValueError(f"ranks must list each gallery index at most once per row; row {q} repeats one")
+        raise ValueError(f"positives[{q}] repeats gallery index {int(index if items is None else items[index])}")
+    hit = (step == 1) & (first % 2 == 0)
+    hit_rows, hit_keys = rows[hit].astype(np.int64), first[hit]
+    # O(hits * k), and hits are few
+    hit_columns = (ranked_keys[hit_rows] == hit_keys[:, None]).argmax(1) if len(hit_rows) else hit_rows
+    order = np.argsort(hit_rows * max(n_top, 1) + hit_columns)
+    return hit_rows[order], hit_columns[order]
+
+# %% ../nbs/01_metrics.ipynb #d0924bd4
 def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; columns beyond k are ignored
               positives, # one list/array of relevant gallery indices per query
               k:int=100, # cut-off
              ) -> float: # mAP@k as a fraction
     "mAP@k of the Google Landmarks v2 retrieval challenge."
-    ranks = _as_ranks(ranks)
+    ranks = _as_ranks(ranks, check_unique=False)   # the k columns read are checked for repeats below
     if not isinstance(k, (int, np.integer)) or k < 1: raise ValueError(f"k must be a positive integer, got {k}")
     n_queries = ranks.shape[0]
     if len(positives) != n_queries:
         raise ValueError(f"ranks has {n_queries} rows but positives has {len(positives)} entries; they must match")
-    positive_rows, positive_indices = _flat_indices(positives, "positives[{}]")
-    repeat = _first_repeat(positive_rows, positive_indices)
-    if repeat is not None:
-        raise ValueError(f"positives[{int(positive_rows[repeat[0]])}] repeats gallery index {int(positive_indices[repeat[0]])}")
-    n_positives = np.bincount(positive_rows, minlength=n_queries)
+    positive_indices, n_positives = _flat_values(positives, "positives[{}]")
     top = ranks[:, :k]
-    # membership of the ragged ground truth as one lookup of (query, gallery index) keys
-    key_base = max(int(top.max(initial=-1)), int(positive_indices.max(initial=-1))) + 1
-    positive_keys = np.sort(positive_rows * key_base + positive_indices)
-    ranked_keys = np.arange(n_queries, dtype=np.int64)[:, None] * key_base + top
-    found_at = np.minimum(np.searchsorted(positive_keys, ranked_keys), max(len(positive_keys) - 1, 0))
-    relevant = positive_keys[found_at] == ranked_keys if len(positive_keys) else np.zeros(top.shape, bool)
-    precision = np.cumsum(relevant, axis=1) / np.arange(1, top.shape[1] + 1)
+    item_base = max(int(top.max(initial=0)), int(positive_indices.max(initial=0))) + 1
+    hits = None
+    if n_queries * item_base <= 64 * (top.size + len(positive_indices)):   # the table is small
+        hits = _dense_hits(top, positive_indices, n_positives, item_base)
+    # the sort also says which query repeats what
+    hit_rows, hit_columns = hits if hits is not None else _sorted_hits(top, positive_indices, n_positives, item_base)
     has_positives = n_positives > 0
     if not has_positives.any(): return float("nan")
-    ap = (precision * relevant).sum(1)[has_positives] / np.minimum(n_positives[has_positives], k)
-    return float(ap.mean())
+    # precision at each hit = hits so far in its query / (column + 1)
+    hits_so_far = np.arange(1, len(hit_rows) + 1) - np.searchsorted(hit_rows, hit_rows)
+    ap = np.bincount(hit_rows, weights=hits_so_far / (hit_columns + 1), minlength=n_queries)
+    return float((ap[has_positives] / np.minimum(n_positives[has_positives], k)).mean())
 
-# %% ../nbs/01_metrics.ipynb #d388058f
+# %% ../nbs/01_metrics.ipynb #8587bc5f
 def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first
                         positives, # one list/array of relevant gallery indices per query
                         k:int=100, # cut-off
@@ -229,7 +326,7 @@ def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, bes
         aps.append(total / min(len(relevant_items), k))
     return float(np.mean(aps)) if aps else float("nan")
 
-# %% ../nbs/01_metrics.ipynb #8030c28c
+# %% ../nbs/01_metrics.ipynb #4e39d6be
 def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
                       query_ids, # (n_queries,) gallery index of each query
                      ) -> np.ndarray: # (n_queries, m - 1) ranks without the query itself
@@ -243,7 +340,7 @@ def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
     is_self[~is_self.any(1), -1] = True   # self not retrieved: drop the worst item instead
     return ranks[~is_self].reshape(ranks.shape[0], ranks.shape[1] - 1)
 
-# %% ../nbs/01_metrics.ipynb #4adc2828
+# %% ../nbs/01_metrics.ipynb #51050988
 def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
     "Boolean (n_queries, n_columns): does the ranked gallery item share the query's label."
     ranks = _as_ranks(ranks)
@@ -255,7 +352,7 @@ def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
         raise ValueError(f"ranks holds gallery index {int(ranks.max())} but gallery_labels has only {len(gallery_labels)} entries")
     return gallery_labels[ranks] == query_labels[:, None]
 
-# %% ../nbs/01_metrics.ipynb #255b3bc8
+# %% ../nbs/01_metrics.ipynb #65063315
 def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best first, self-matches removed
                   query_labels, # (n_queries,) class label of each query
                   gallery_labels, # (n_gallery,) class label of each gallery item
@@ -268,7 +365,7 @@ def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best firs
             raise ValueError(f"each k must be an integer in 1..{hits.shape[1]} (the columns of ranks), got {k}")
     return {f"top{k}": float(hits[:, :k].any(1).mean()) for k in ks}
 
-# %% ../nbs/01_metrics.ipynb #15a30e77
+# %% ../nbs/01_metrics.ipynb #4e87c6b1
 def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; complete, self-matches removed
               query_labels, # (n_queries,) class label of each query
               gallery_labels, # (n_gallery,) class label of each gallery item
@@ -281,7 +378,7 @@ def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     if not has_relevant.any(): return float("nan")
     return float(((precision * hits).sum(1)[has_relevant] / n_relevant[has_relevant]).mean())
 
-# %% ../nbs/01_metrics.ipynb #37748487
+# %% ../nbs/01_metrics.ipynb #6ed194e1
 def _same_keys(**named) -> list:
     "The common keys of several dicts; ValueError naming the mismatched ones."
     dicts = {name: d for name, d in named.items()}
@@ -293,7 +390,7 @@ def _same_keys(**named) -> list:
                              f"{sorted(map(str, set(reference) - set(d)))} missing")
     return list(reference)
 
-# %% ../nbs/01_metrics.ipynb #0b806ed2
+# %% ../nbs/01_metrics.ipynb #2d4c031c
 def compatible(new_cross, # M(n, o): new queries against the old gallery; number or {test_set: number}
                old_self, # M(o, o): old model on its own gallery; same form
               ): # bool, or {test_set: bool}
@@ -304,7 +401,7 @@ def compatible(new_cross, # M(n, o): new queries against the old gallery; number
         return {d: bool(new_cross[d] > old_self[d]) for d in _same_keys(new_cross=new_cross, old_self=old_self)}
     return bool(new_cross > old_self)
 
-# %% ../nbs/01_metrics.ipynb #403fafae
+# %% ../nbs/01_metrics.ipynb #008c7fbd
 def update_gain(new_cross, # M(n, o); number or {test_set: number}
                 old_self, # M(o, o); same form
                 star_self, # M(*, *): the unconstrained upper-bound model; same form
@@ -319,10 +416,10 @@ def update_gain(new_cross, # M(n, o); number or {test_set: number}
     if star_self == old_self: raise ValueError(f"update gain is undefined when star_self equals old_self ({old_self})")
     return float((new_cross - old_self) / (star_self - old_self))
 
-# %% ../nbs/01_metrics.ipynb #1e9bb7a0
+# %% ../nbs/01_metrics.ipynb #b845a409
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
 
-# %% ../nbs/01_metrics.ipynb #c70ffbe1
+# %% ../nbs/01_metrics.ipynb #d6a696c5
 def paper_scores(new_self, # {test_set: M(n, n)}: the new model on its own gallery
                  new_cross, # {test_set: M(n, o)}: new queries against the old gallery
                  old_self, # {test_set: M(o, o)}: the old model on its own gallery
@@ -339,7 +436,7 @@ def paper_scores(new_self, # {test_set: M(n, n)}: the new model on its own galle
     return {"P_up": float(100 * upgrade.mean()), "P_comp": float(100 * compat.mean()),
             "P_1": float(100 * (2 * upgrade * compat / (upgrade + compat)).mean())}
 
-# %% ../nbs/01_metrics.ipynb #869403a4
+# %% ../nbs/01_metrics.ipynb #93aef0b7
 def backward_compatibility_rate(matrix, # (n_models, n_models) matrix[i, j] = M(phi_i queries, phi_j gallery)
                                ) -> float: # AC, a fraction of the n(n-1)/2 pairs i > j
     "Fraction of pairs i > j in which model i's queries beat model j on model j's gallery."
@@ -350,7 +447,7 @@ def backward_compatibility_rate(matrix, # (n_models, n_models) matrix[i, j] = M(
     later, earlier = np.tril_indices(matrix.shape[0], k=-1)
     return float((matrix[later, earlier] > matrix[earlier, earlier]).mean())
 
-# %% ../nbs/01_metrics.ipynb #d48e5cd8
+# %% ../nbs/01_metrics.ipynb #8c0ef19a
 def backfill_area(fractions, # (n_points,) backfilled fractions, strictly increasing from 0 to 1
                   values, # (n_points,) the metric at each fraction
                  ) -> float: # trapezoid area under the curve
@@ -366,7 +463,7 @@ def backfill_area(fractions, # (n_points,) backfilled fractions, strictly increa
         raise ValueError(f"fractions must start at 0 and end at 1, got {fractions[0]} .. {fractions[-1]}")
     return float((np.diff(fractions) * (values[1:] + values[:-1]) / 2).sum())
 
-# %% ../nbs/01_metrics.ipynb #851adc17
+# %% ../nbs/01_metrics.ipynb #60798073
 def negative_flip_rate(old_correct, # (n_queries,) bool: the old system is right at rank 1
                        new_correct, # (n_queries,) bool: the new or mixed system is right at rank 1
                       ) -> float: # fraction of all queries that flip from right to wrong
