@@ -7,7 +7,7 @@ __all__ = ['PHOTO_POOLS', 'VIEW_LEVELS', 'UNIT_SQUARE', 'LANDMARK_DEFAULTS', 'lo
            'ViewLevel', 'homographies', 'warp_batch', 'render_views', 'long_tailed_sizes', 'default_landmarks_root',
            'build_landmarks', 'LandmarkData', 'load_landmarks', 'plot_place_examples']
 
-# %% ../nbs/03a_landmarks.ipynb #53a062d4
+# %% ../nbs/03a_landmarks.ipynb #5e72fef9
 import hashlib, json, os, pickle, shutil
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .data import GLDv2Train, GLDv2Retrieval, RevisitedDataset, gldv2_image_path
 
-# %% ../nbs/03a_landmarks.ipynb #b70d3fa0
+# %% ../nbs/03a_landmarks.ipynb #1018edeb
 # Disjoint photo pools: the revisited sets never share a photograph with training (cat() is chelsea(), so only one is used).
 PHOTO_POOLS = {
     "train": ["astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "camera", "coins", "brick", "moon", "clock", "cell", "grass"],
@@ -43,7 +43,7 @@ def load_photo(name:str # a skimage.data name, or "china" / "flower" (scikit-lea
     if image.ndim == 2: image = np.repeat(image[..., None], 3, axis=2)
     return image[..., :3].astype(np.float32) / 255.0
 
-# %% ../nbs/03a_landmarks.ipynb #48693014
+# %% ../nbs/03a_landmarks.ipynb #808a5286
 def working_photo(photo:np.ndarray, # (H, W, 3) float image
                   size:int, # output image side
                   photo_scale:float=8.0 # shorter side of the working photo, in output sides
@@ -71,7 +71,7 @@ def grid_places(photo:np.ndarray, # working photo (H, W, 3)
             if cell.std() >= min_std: places.append((x0 + side / 2, y0 + side / 2, side / 2))
     return np.array(places, dtype=np.float64).reshape(-1, 3)
 
-# %% ../nbs/03a_landmarks.ipynb #6615e9ff
+# %% ../nbs/03a_landmarks.ipynb #932e7068
 @dataclass
 class ViewLevel:
     "Ranges for one kind of view; geometry is relative to the place's half side."
@@ -93,7 +93,7 @@ VIEW_LEVELS = {
     "junk": ViewLevel((0.1, 0.3), (1.0, 1.4), 20, 0.35, 0.15, 0.35, (0.5, 1.5), 0.06, (0.5, 0.6, 0.8)),
 }
 
-# %% ../nbs/03a_landmarks.ipynb #81288487
+# %% ../nbs/03a_landmarks.ipynb #db37c5cd
 def homographies(src:np.ndarray, # (B, 4, 2) source corners (x, y)
                  dst:np.ndarray # (B, 4, 2) destination corners (x, y)
                 ) -> np.ndarray:
@@ -107,7 +107,7 @@ def homographies(src:np.ndarray, # (B, 4, 2) source corners (x, y)
     h = np.linalg.solve(A, b[..., None])[..., 0]
     return np.concatenate([h, np.ones((B, 1))], 1).reshape(B, 3, 3)
 
-# %% ../nbs/03a_landmarks.ipynb #083f9e37
+# %% ../nbs/03a_landmarks.ipynb #11c87208
 def warp_batch(photo:np.ndarray, # (H, W, 3) float image
                H:np.ndarray, # (B, 3, 3) output pixel -> photo pixel (pixel centres at +0.5)
                out_h:int, out_w:int # output size
@@ -124,7 +124,7 @@ def warp_batch(photo:np.ndarray, # (H, W, 3) float image
     bottom = photo[y1, x0] * (1 - fx) + photo[y1, x1] * fx
     return (top * (1 - fy) + bottom * fy).reshape(len(H), out_h, out_w, 3).astype(np.float32)
 
-# %% ../nbs/03a_landmarks.ipynb #820d5904
+# %% ../nbs/03a_landmarks.ipynb #fdc320d2
 UNIT_SQUARE = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
 
 def render_views(photo:np.ndarray, # working photo (H, W, 3)
@@ -171,7 +171,7 @@ def render_views(photo:np.ndarray, # working photo (H, W, 3)
     if canvas is None: return views
     return views, np.concatenate([offset, offset + size], 1)
 
-# %% ../nbs/03a_landmarks.ipynb #953f96fb
+# %% ../nbs/03a_landmarks.ipynb #738a64a2
 def long_tailed_sizes(n_classes:int, # number of classes
                       n_images:int, # total images (>= 2 * n_classes)
                       rng:np.random.Generator,
@@ -184,16 +184,21 @@ def long_tailed_sizes(n_classes:int, # number of classes
     sizes = minimum + rng.multinomial(n_images - minimum * n_classes, weights / weights.sum())
     return rng.permutation(sizes)
 
-# %% ../nbs/03a_landmarks.ipynb #6d93fc10
-def default_landmarks_root(size:int=32, seed:int=0) -> Path:
-    "$ADVBCT_DATA/landmarks-<size>-<seed>, or ~/.cache/advbct/landmarks-<size>-<seed>."
-    base = os.environ.get("ADVBCT_DATA")
-    return (Path(base) if base else Path.home()/".cache"/"advbct") / f"landmarks-{size}-{seed}"
-
+# %% ../nbs/03a_landmarks.ipynb #be8addd9
 LANDMARK_DEFAULTS = dict(train_classes=200, train_images=5000, revisited_queries=30, revisited_gallery=800,
                          gldv2_places=100, gldv2_index=1500, gldv2_queries=150, photo_scale=12.0, place_side=1.5)
 
-# %% ../nbs/03a_landmarks.ipynb #87409731
+def default_landmarks_root(size:int=32, # image side
+                           seed:int=0, # generation seed
+                           params:dict=None # generation overrides; non-default ones add a hash suffix so caches never mix
+                          ) -> Path:
+    "$ADVBCT_DATA/landmarks-<size>-<seed>[-hash], or ~/.cache/advbct/landmarks-<size>-<seed>[-hash]."
+    base = os.environ.get("ADVBCT_DATA")
+    changed = {k: v for k, v in sorted((params or {}).items()) if LANDMARK_DEFAULTS.get(k) != v}
+    suffix = "-" + hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ""
+    return (Path(base) if base else Path.home()/".cache"/"advbct") / f"landmarks-{size}-{seed}{suffix}"
+
+# %% ../nbs/03a_landmarks.ipynb #ca4acda6
 class _Writer:
     "Renders jobs grouped by (photo, level) and writes JPEGs; unique hex ids from one seeded stream."
     def __init__(self, photos, size, rng, progress):
@@ -225,7 +230,7 @@ class _Writer:
             p.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(v).save(p, quality=92)
 
-# %% ../nbs/03a_landmarks.ipynb #0ca5db47
+# %% ../nbs/03a_landmarks.ipynb #819cfffa
 def _pool_places(photos, names, params, size):
     "All grid places of a pool: (photo names, (K, 3) places)."
     rows, places = [], []
@@ -286,7 +291,7 @@ def _write_gldv2(writer, out, photo_rows, places, params, rng, extra_places):
     pd.DataFrame({"id": sorted(index_ids)}).to_csv(out/"index.csv", index=False)
     return pd.DataFrame({"set": "gldv2_mini", "photo": photo_rows, "cx": places[:, 0], "cy": places[:, 1], "half": places[:, 2]})
 
-# %% ../nbs/03a_landmarks.ipynb #0beb30fe
+# %% ../nbs/03a_landmarks.ipynb #e7207b85
 def build_landmarks(root=None, # output folder; None: `default_landmarks_root(size, seed)`
                     size:int=32, # image side in pixels (32 or 64; any >= 8 works)
                     seed:int=0, # seed of everything
@@ -298,8 +303,13 @@ def build_landmarks(root=None, # output folder; None: `default_landmarks_root(si
     if unknown: raise ValueError(f"unknown landmark parameter(s) {sorted(unknown)}; known: {sorted(LANDMARK_DEFAULTS)}")
     if size < 8: raise ValueError(f"size must be >= 8, got {size}")
     params = {**LANDMARK_DEFAULTS, **params}
-    root = Path(root) if root is not None else default_landmarks_root(size, seed)
-    if (root/"manifest.json").is_file(): return root
+    root = Path(root) if root is not None else default_landmarks_root(size, seed, params)
+    if (root/"manifest.json").is_file():
+        found = json.loads((root/"manifest.json").read_text())
+        if (found["size"], found["seed"], found["params"]) != (size, seed, params):
+            raise ValueError(f"{root} holds a build with size={found['size']}, seed={found['seed']}, params={found['params']}; "
+                             f"requested size={size}, seed={seed}, params={params}")
+        return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent/f".{root.name}.tmp-{os.getpid()}"
     if tmp.exists(): shutil.rmtree(tmp)
@@ -354,7 +364,7 @@ def build_landmarks(root=None, # output folder; None: `default_landmarks_root(si
         writer.bar.close(); shutil.rmtree(tmp, ignore_errors=True); raise
     return root
 
-# %% ../nbs/03a_landmarks.ipynb #1f432602
+# %% ../nbs/03a_landmarks.ipynb #2ec4542e
 @dataclass
 class LandmarkData:
     "The embedded benchmark: training set and the three test sets."
@@ -377,7 +387,7 @@ def load_landmarks(root=None, # data folder; None: `default_landmarks_root(size,
     test_sets["gldv2_mini"] = GLDv2Retrieval(root/"gldv2_mini", "Private", transform, index_csv=root/"gldv2_mini"/"index.csv", name="gldv2_mini")
     return LandmarkData(root, GLDv2Train(root, "train.csv", transform), test_sets, manifest)
 
-# %% ../nbs/03a_landmarks.ipynb #2223603b
+# %% ../nbs/03a_landmarks.ipynb #40fee76f
 def plot_place_examples(data:LandmarkData, # from `load_landmarks`
                         set_name:str="roxford_mini", # a revisited test set
                         n_places:int=4, # rows
