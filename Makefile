@@ -38,3 +38,10 @@ sync: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_eval.py
+
+## Regenerate the paper's tables and figures (embedded landmark benchmark, cpu profile) into outputs/.
+.PHONY: reproduce
+reproduce: $(STAMP)
+	@mkdir -p outputs
+	$(BIN)/papermill nbs/reproduce.ipynb outputs/reproduce.ipynb -p profile cpu -p out_dir outputs -k python3
+	@echo "done: outputs/summary.md, tables in outputs/tables/, figures in outputs/figures/, executed notebooks in outputs/notebooks/"

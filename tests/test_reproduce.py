@@ -1,0 +1,87 @@
+"The experiment notebooks under papermill with the smoke profile: every table and figure written, numbers sane."
+import json, math, os, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NBS = ROOT / "nbs"
+MAIN_METHODS = ["old", "independent", "l2", "bct", "lce", "unibct", "hot_refresh", "advbct"]
+SETTINGS = ["extended_data", "extended_class", "extended_backbone_data", "extended_backbone_class"]
+
+
+def run(nb, out, **parameters):
+    pm = pytest.importorskip("papermill")
+    # the kernel must import this checkout's advbct
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    (out / "nb").mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(nb), str(out / "nb" / nb.name), parameters=dict(profile="smoke", out_dir=str(out), **parameters),
+                        kernel_name="python3", cwd=str(out), progress_bar=False)
+
+
+def numbers(text):
+    "Every number in a table cell like '85.59', '90.05 / 39.37' or '1.0 ± 0.2'."
+    out = []
+    for part in str(text).replace("±", "/").split("/"):
+        part = part.strip()
+        if part and part.lstrip("-").replace(".", "", 1).isdigit(): out.append(float(part))
+    return out
+
+
+def check_main_table(out):
+    tables = out / "tables"
+    for stem in ("main_table", "compatibility_summary"):
+        for suffix in (".md", ".csv", ".tex"): assert (tables / f"{stem}{suffix}").is_file(), f"{stem}{suffix} missing"
+    df = pd.read_csv(tables / "main_table.csv")
+    for setting in SETTINGS:
+        assert list(df[df.setting == setting].method) == MAIN_METHODS, setting
+    value_cols = [c for c in df.columns if c not in ("setting", "method")]
+    for _, row in df.iterrows():
+        for c in value_cols:
+            if row.method == "old" and c.startswith("P_"): continue
+            vals = numbers(row[c])
+            assert vals, (row.setting, row.method, c, row[c])
+            assert all(0 <= v <= 100 and not math.isnan(v) for v in vals), (row.setting, row.method, c, row[c])
+    records = json.loads((tables / "main_records.json").read_text())
+    assert all(0 <= r[k] <= 1 for r in records for k in ("self", "cross", "old"))
+    assert set(pd.read_csv(tables / "compatibility_summary.csv").setting) == set(SETTINGS)
+
+
+def test_main_table_smoke(tmp_path):
+    run(NBS / "experiments" / "main_table.ipynb", tmp_path)
+    check_main_table(tmp_path)
+
+
+@pytest.mark.slow
+def test_reproduce_smoke(tmp_path):
+    run(NBS / "reproduce.ipynb", tmp_path)
+    check_main_table(tmp_path)
+    tables, figures = tmp_path / "tables", tmp_path / "figures"
+    for stem in ("ablations", "backfilling", "sequential_ac", "embedding_radii"):
+        for suffix in (".md", ".csv", ".tex"): assert (tables / f"{stem}{suffix}").is_file(), f"{stem}{suffix} missing"
+    for name in ("ablation_T_sweep.csv", "backfilling_curves.json", "sequential_matrices.json", "training_log.csv", "ablation_records.json"):
+        assert (tables / name).is_file(), name
+    for stem in ("ablation_T_sweep", "backfilling", "sequential_matrices", "embeddings_pca", "training_curves"):
+        for suffix in (".png", ".pdf"):
+            f = figures / f"{stem}{suffix}"
+            assert f.is_file() and f.stat().st_size > 1000, f
+    abl = pd.read_csv(tables / "ablations.csv")
+    assert list(abl.method) == ["old", "independent", "p2s_fixed", "p2s_elastic", "adv_only", "advbct", "advbct_T0.5", "advbct_T1.5"]
+    back = pd.read_csv(tables / "backfilling.csv")
+    assert len(back) == 7 and back.drop(columns=["method"]).map(lambda v: 0 <= v <= 100).all().all()
+    for c in json.loads((tables / "backfilling_curves.json").read_text()):
+        assert len(c["map"]) == 11 and all(0 <= v <= 1 for v in c["map"] + c["negative_flip_rate"])
+    seq = pd.read_csv(tables / "sequential_ac.csv")
+    assert list(seq.method) == ["bct", "advbct"] and seq.drop(columns=["method"]).map(lambda v: 0 <= v <= 100).all().all()
+    for r in json.loads((tables / "sequential_matrices.json").read_text()):
+        assert len(r["matrix"]) == 3 and all(0 <= v <= 1 for row in r["matrix"] for v in row)
+    radii = pd.read_csv(tables / "embedding_radii.csv")
+    assert set(radii.method) == {"independent", "bct", "advbct"} and radii[["inside_r_max", "inside_r_e"]].le(100).all().all()
+    log = pd.read_csv(tables / "training_log.csv")
+    assert {"ce", "total", "epoch"} <= set(log.columns) and log[["ce", "total"]].notna().all().all()
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert set(timings["notebooks"]) == {"main_table", "ablations", "backfilling", "training_curves", "embeddings", "sequential"}
+    summary = (tmp_path / "summary.md").read_text()
+    assert "main_table" in summary and "figures/backfilling.png" in summary
+    # the executed notebooks are kept
+    assert len(list((tmp_path / "notebooks").glob("*.ipynb"))) == 6
