@@ -4,13 +4,13 @@
 
 # %% ../nbs/05_boundary.ipynb #e35692c1
 from __future__ import annotations
-import os, tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['OldClassStats', 'class_quantiles', 'iqr_filtered_max', 'class_stats_from_embeddings', 'old_class_stats']
@@ -32,16 +32,8 @@ class OldClassStats:
         return OldClassStats(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def save(self, path:str|Path):
-        "Write atomically (temporary file in the same folder, then os.replace)."
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({f.name: getattr(self, f.name).cpu() for f in fields(self)}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp): os.remove(tmp)
+        "Write atomically (see `advbct.files.atomic_write`)."
+        atomic_write(path, lambda tmp: torch.save({f.name: getattr(self, f.name).cpu() for f in fields(self)}, tmp))
 
     @classmethod
     def load(cls, path:str|Path) -> OldClassStats:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_evaluate.ipynb #614f91e1
 from __future__ import annotations
-import hashlib, os, tempfile, warnings
+import hashlib, warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from .search import topk
+from .files import atomic_write
 from .metrics import (revisited_map, gldv2_map, drop_self_matches, topk_accuracy, label_map,
                             backfill_area, negative_flip_rate)
 
@@ -37,15 +38,10 @@ def model_fingerprint(model:torch.nn.Module) -> str:
 
 # %% ../nbs/02_evaluate.ipynb #34658b62
 def _save_npz_atomic(path:Path, **arrays):
-    "Write arrays to `path` through a temporary file and a rename, so a crash never leaves half a file."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f: np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.remove(tmp)
-        raise
+    "Write arrays to an .npz file atomically (a file object keeps numpy from appending '.npz' to the temporary name)."
+    def write(tmp):
+        with open(tmp, "wb") as f: np.savez(f, **arrays)
+    atomic_write(path, write)
 
 # %% ../nbs/02_evaluate.ipynb #0c7e83b2
 @torch.no_grad()

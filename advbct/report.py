@@ -4,31 +4,15 @@
 
 # %% ../nbs/10_report.ipynb #d25b75a5
 from __future__ import annotations
-import json, os, tempfile
+import json
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .metrics import paper_scores, compatible
+from .files import atomic_write, atomic_write_text
 
 # %% auto #0
-__all__ = ['REQUIRED', 'atomic_write_text', 'per_seed_scores', 'paper_table', 'markdown_table', 'save_table',
-           'compatibility_summary', 'save_figure']
-
-# %% ../nbs/10_report.ipynb #9196b164
-def atomic_write_text(path, # file to write
-                      text:str, # its content
-                     ) -> Path:
-    "Write `text` to `path` through a temporary file and a rename: a reader never sees half a file."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.remove(tmp)
-        raise
-    return path
+__all__ = ['REQUIRED', 'per_seed_scores', 'paper_table', 'markdown_table', 'save_table', 'compatibility_summary', 'save_figure']
 
 # %% ../nbs/10_report.ipynb #1593ea73
 REQUIRED = ("setting", "method", "seed", "test_set", "self", "cross", "old")
@@ -140,16 +124,5 @@ def save_figure(fig, # a matplotlib figure
                ) -> list[Path]: # the files written
     "Save a figure as PNG and PDF, each through a temporary file and a rename."
     stem = Path(stem); stem.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for suffix in (".png", ".pdf"):
-        path = stem.with_suffix(suffix)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp" + suffix)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=suffix[1:])
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp): os.remove(tmp)
-            raise
-        out.append(path)
-    return out
+    return [atomic_write(stem.with_suffix(s), lambda tmp, s=s: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=s[1:]))
+            for s in (".png", ".pdf")]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #af804e60
 from __future__ import annotations
-import json, math, os, random, subprocess, tempfile, time
+import json, math, os, random, subprocess, time
 from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np
@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 from .config import TrainConfig, OLD_METHOD
+from .files import atomic_write
 from .models import EmbeddingModel
 from .boundary import OldClassStats, old_class_stats
 from .losses import COMPAT_LOSSES, Independent, Progress, make_compat_loss
@@ -54,15 +55,7 @@ def set_rng_states(states:dict):
 
 def atomic_save(obj, path:str|Path):
     "torch.save to a temporary file in the same folder, then os.replace: a crash never leaves a half-written file."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 def git_commit() -> str|None:
     "The HEAD commit of the checkout that holds this package, or None."
