@@ -19,7 +19,7 @@ from .evaluate import LabelledTestSet, evaluate_pair, embed_test_set, model_fing
 from .losses import make_compat_loss
 from .boundary import old_class_stats
 from .report import atomic_write_text
-from .train import train_old, train_new, load_model, MODEL, CHECKPOINT, LOG, resolve_device
+from .train import train_old, train_new, load_model, embed_dataset, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device
 
 # %% auto #0
 __all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'is_finished',
@@ -74,9 +74,9 @@ def cached_run(config:TrainConfig, # the run; out_dir is replaced by the run fol
 # %% ../nbs/11_experiments.ipynb #04a38c8f
 SETTINGS = ("extended_data", "extended_class", "extended_backbone_data", "extended_backbone_class")
 # (backbone, small_input) of phi_n in the backbone settings; smoke keeps small_cnn (its backbone rows then reuse the data/class runs)
-NEW_BACKBONE = {"smoke": ("small_cnn", True), "cpu": ("resnet18", False), "paper": ("resnet50", False)}
-# experiment-wide changes on top of advbct.config's profiles: the CPU budget of `make reproduce` (about 40 runs) allows 2 epochs
-PROFILE_CHANGES = {"smoke": dict(epochs=1, batch_size=32), "cpu": dict(epochs=2), "paper": {}}
+NEW_BACKBONE = {"smoke": ("small_cnn", True), "cpu": ("small_cnn_wide", True), "paper": ("resnet50", False)}
+# experiment-wide changes on top of advbct.config's profiles (the cpu profile itself is sized for `make reproduce`)
+PROFILE_CHANGES = {"smoke": dict(epochs=1, batch_size=32), "cpu": {}, "paper": {}}
 
 def experiment_config(profile:str, # "smoke", "cpu" or "paper"
                       setting:str, # one of SETTINGS
@@ -142,9 +142,28 @@ def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split
 def _old_trainer(data, progress):
     return lambda config, resume: train_old(config, data["old"], num_classes=data["num_old_classes"], resume=resume, progress_bar=progress)
 
-def _new_trainer(data, old_model, progress):
-    return lambda config, resume: train_new(config, data["new"], old_model, old_train_set=data["old"], num_classes=data["num_classes"],
-                                            resume=resume, progress_bar=progress)
+class _OldPass:
+    "The frozen old model's statistics and training-set embeddings of one setting, computed on first use and shared by its runs."
+    def __init__(self, data, old_model, config:TrainConfig, device):
+        self.data, self.old_model, self.config, self.device, self._stats, self._emb = data, old_model, config, device, None, None
+    def stats(self, method:str):
+        if method not in NEEDS_STATS: return None
+        if self._stats is None:
+            loader = DataLoader(self.data["old"], batch_size=self.config.batch_size, shuffle=False)
+            self._stats = old_class_stats(self.old_model.to(self.device).eval(), loader, self.data["num_old_classes"], device=self.device)
+        return self._stats
+    def embeddings(self, config:TrainConfig):
+        if not config.cache_old_embeddings: return None
+        if self._emb is None: self._emb = embed_dataset(self.old_model, self.data["new"], self.config.batch_size, self.device, progress_bar=False)
+        return self._emb
+
+def _new_trainer(data, old_model, progress, old_pass:_OldPass|None=None):
+    def train(config, resume):
+        stats = old_pass.stats(config.method) if old_pass else None
+        emb = old_pass.embeddings(config) if old_pass else None
+        return train_new(config, data["new"], old_model, old_stats=stats, old_train_set=data["old"], num_classes=data["num_classes"],
+                         resume=resume, progress_bar=progress, old_embeddings=emb)
+    return train
 
 def method_spec(name:str, # a key of COMPAT_LOSSES or of method_options
                 method_options:dict|None=None, # {row name: {"method": loss name, **TrainConfig fields}}
@@ -167,10 +186,11 @@ def train_setting(profile:str, # "smoke", "cpu" or "paper"
     device = resolve_device(old_config.device)
     old_model, old_dir = cached_run(old_config, _old_trainer(data, progress), runs_dir, device)
     out = dict(old=old_model, new={}, folders={"old": old_dir}, data=data, old_config=old_config, configs={})
+    old_pass = _OldPass(data, old_model, old_config, device)  # one pass of the old model for all the setting's runs
     for name in tqdm(list(methods), desc=f"{setting} seed {seed}", disable=not progress):
         method, opts = method_spec(name, method_options)
         config = new_model_config(old_config, setting, method, profile, old_dir/MODEL, **opts)
-        out["new"][name], out["folders"][name] = cached_run(config, _new_trainer(data, old_model, progress), runs_dir, device)
+        out["new"][name], out["folders"][name] = cached_run(config, _new_trainer(data, old_model, progress, old_pass), runs_dir, device)
         out["configs"][name] = config
     return out
 
@@ -225,7 +245,9 @@ def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
     models, folders = [model], [folder]
     for k in range(1, len(fractions)):
         prev, prev_set = models[-1], stage_sets[k - 1]
-        cfg = replace(base, method=method, old_checkpoint=str(folders[-1]/MODEL), split_fraction=fractions[k] if fractions[k] < 1 else base.split_fraction)
+        # every stage starts from its own random weights (phi_3 must not share phi_2's initialisation)
+        cfg = replace(base, method=method, old_checkpoint=str(folders[-1]/MODEL), split_fraction=fractions[k] if fractions[k] < 1 else base.split_fraction,
+                      init_seed=None if k == 1 else base.seed + k * NEW_INIT_OFFSET)
         trainer = lambda c, resume, prev=prev, prev_set=prev_set, k=k: train_new(c, stage_sets[k], prev, old_train_set=prev_set, num_classes=data["num_classes"], resume=resume, progress_bar=progress)
         model, folder = cached_run(cfg.validate(), trainer, runs_dir, device)
         models.append(model); folders.append(folder)

@@ -11,11 +11,15 @@ import torch.nn.functional as F
 import torchvision
 
 # %% auto #0
-__all__ = ['BACKBONES', 'CLASSIFIERS', 'build_backbone', 'MarginClassifier', 'EmbeddingModel', 'grad_reverse', 'GradientReversal',
-           'Discriminator', 'dann_alpha', 'adversarial_weight', 'ElasticBoundary']
+__all__ = ['BACKBONES', 'SMALL_CNN_WIDTHS', 'CLASSIFIERS', 'build_backbone', 'MarginClassifier', 'EmbeddingModel', 'grad_reverse',
+           'GradientReversal', 'Discriminator', 'dann_alpha', 'adversarial_weight', 'ElasticBoundary']
 
 # %% ../nbs/04_models.ipynb #b1a71fba
-BACKBONES = ("resnet18", "resnet50", "small_cnn")
+BACKBONES = ("resnet18", "resnet50", "small_cnn", "small_cnn_wide")
+# channel widths of the four 3x3 conv stages of the small CNNs (32-64 px inputs, CPU budget). The wide one is the
+# CPU stand-in for the bigger backbone of the extended-backbone settings: 1.9x the parameters and a 384-d pooled
+# feature, with the extra width only at the two low-resolution stages, so a training step costs about the same.
+SMALL_CNN_WIDTHS = {"small_cnn": (32, 64, 128, 256), "small_cnn_wide": (32, 64, 192, 384)}
 
 def _conv_block(c_in:int, c_out:int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
@@ -24,8 +28,8 @@ def build_backbone(name:str, # one of BACKBONES
                    small_input:bool=False, # ResNets: 3x3 stride-1 stem and no max-pool, for 32-64 px images
                   ) -> tuple[nn.Module, int]:
     "A randomly initialised backbone mapping (B,3,H,W) images to (B, enc_dim) pooled features, and enc_dim."
-    if name == "small_cnn":
-        widths = (32, 64, 128, 256)
+    if name in SMALL_CNN_WIDTHS:
+        widths = SMALL_CNN_WIDTHS[name]
         layers, c_in = [], 3
         for i, w in enumerate(widths):
             if i > 0: layers.append(nn.MaxPool2d(2))
