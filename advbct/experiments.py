@@ -23,8 +23,9 @@ from .train import train_old, train_new, load_model, embed_dataset, NEW_INIT_OFF
 
 # %% auto #0
 __all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'is_finished',
-           'cached_run', 'experiment_config', 'new_model_config', 'synthetic_test_sets', 'setting_data', 'method_spec',
-           'train_setting', 'run_setting', 'sequential_upgrades', 'compatibility_matrix', 'elastic_radii', 'read_log']
+           'cached_run', 'experiment_config', 'new_model_config', 'synthetic_test_sets', 'real_test_sets',
+           'setting_data', 'method_spec', 'train_setting', 'run_setting', 'sequential_upgrades', 'compatibility_matrix',
+           'elastic_radii', 'read_log']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 RUN_FREE_FIELDS = ("out_dir", "device", "num_workers")  # where and how a run executes, not what it computes
@@ -118,6 +119,19 @@ def synthetic_test_sets(config:TrainConfig) -> list:
         out.append(LabelledTestSet(name, ds, ds.tensors[1].numpy()))
     return out
 
+def real_test_sets(root, # folder holding rparis6k/ and roxford5k/ (revisitop: jpg/ + gnd_<name>.pkl) and gldv2_retrieval/ (index/, test/, retrieval_solution_v2.1.csv)
+                   image_size:int, # images are resized to image_size x image_size
+                  ) -> list:
+    "The paper's test sets found under `root` (at least one must be there), in the order RParis, ROxford, GLDv2."
+    from advbct.data import RevisitedDataset, GLDv2Retrieval
+    from advbct.cli import _resize_transform
+    root, tf, out = Path(root), _resize_transform(image_size), []
+    for name in ("rparis6k", "roxford5k"):
+        if (root/name).is_dir(): out.append(RevisitedDataset(root/name, name, tf))
+    if (root/"gldv2_retrieval").is_dir(): out.append(GLDv2Retrieval(root/"gldv2_retrieval", "Private", tf, name="gldv2"))
+    if not out: raise FileNotFoundError(f"real_test_sets: none of rparis6k/, roxford5k/, gldv2_retrieval/ under {root} (see the README's data layout)")
+    return out
+
 def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed
                 ) -> dict: # old, new (training sets), test_sets (list), num_old_classes, num_classes, split
     "Old and new training sets (held in memory for the embedded benchmarks) and the test sets of a config's data."
@@ -129,7 +143,7 @@ def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split
         from advbct.landmarks import load_landmarks
         test_sets = list(load_landmarks(config.root, size=config.image_size).test_sets.values())
     elif config.dataset == "synthetic": test_sets = synthetic_test_sets(config)
-    else: raise ValueError(f"setting_data: no test sets known for dataset {config.dataset!r}; use 'landmarks' or 'synthetic' (paper scale: pass test sets yourself)")
+    else: test_sets = real_test_sets(config.root, config.image_size)  # gldv2 / folder: the test sets live beside the training data
     small = config.dataset in ("landmarks", "synthetic")
     out = dict(old=_in_memory(data["old"], "old training set") if small else data["old"],
                new=_in_memory(data["new"], "new training set") if small else data["new"],
