@@ -47,13 +47,14 @@ def check_main_table(out):
     assert set(pd.read_csv(tables / "compatibility_summary.csv").setting) == set(SETTINGS)
 
 
+@pytest.mark.slow  # the whole reproduction below covers it; kept to debug the main table alone
 def test_main_table_smoke(tmp_path):
     run(NBS / "experiments" / "main_table.ipynb", tmp_path)
     check_main_table(tmp_path)
 
 
-@pytest.mark.slow
 def test_reproduce_smoke(tmp_path):
+    "reproduce.ipynb with the smoke profile (about 3 minutes on 2 cores): every table and figure, sane values."
     run(NBS / "reproduce.ipynb", tmp_path)
     check_main_table(tmp_path)
     tables, figures = tmp_path / "tables", tmp_path / "figures"
