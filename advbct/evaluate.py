@@ -54,6 +54,7 @@ def extract_embeddings(model:torch.nn.Module, # maps a batch of images (B, 3, H,
                        normalize:bool=True, # L2-normalise the embeddings (retrieval uses cosine)
                        desc:str="embedding", # progress-bar label
                        progress:bool=True, # show a tqdm progress bar
+                       channels_last:bool=True, # run 4-D image batches (and the model) in channels-last memory format: faster convolutions on CPU and CUDA
                       ) -> np.ndarray: # (len(dataset), d) float32
     "Embed every item of `dataset` with `model` in eval mode, without gradients (autocast on CUDA)."
     key = model_fingerprint(model) if cache is not None else None
@@ -65,6 +66,7 @@ def extract_embeddings(model:torch.nn.Module, # maps a batch of images (B, 3, H,
     dev = default_device(device)
     was_training = model.training
     model.to(dev).eval()
+    if channels_last: model.to(memory_format=torch.channels_last)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=dev.type == "cuda")
     amp = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else nullcontext()
@@ -72,7 +74,9 @@ def extract_embeddings(model:torch.nn.Module, # maps a batch of images (B, 3, H,
     try:
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            with amp: f = model(x.to(dev, non_blocking=True))
+            x = x.to(dev, non_blocking=True)
+            if channels_last and x.dim() == 4: x = x.contiguous(memory_format=torch.channels_last)
+            with amp: f = model(x)
             if isinstance(f, (list, tuple)): f = f[0]
             f = f.float()
             if normalize: f = torch.nn.functional.normalize(f, dim=1)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_experiments.ipynb #0a848730
 from __future__ import annotations
-import hashlib, json, time
+import copy, hashlib, json, time
 from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np
@@ -111,6 +111,16 @@ def _in_memory(dataset, desc:str) -> TensorDataset:
         xs.append(x); ys.append(torch.as_tensor(y).long())
     return TensorDataset(torch.cat(xs), torch.cat(ys))
 
+def _test_set_in_memory(test_set):
+    "A shallow copy of a test set whose queries and gallery are decoded into tensors (the same object when they are shared)."
+    if isinstance(test_set.queries, TensorDataset) and isinstance(test_set.gallery, TensorDataset): return test_set
+    out = copy.copy(test_set)
+    queries = _in_memory(test_set.queries, f"{test_set.name} queries")
+    gallery = queries if test_set.gallery is test_set.queries else _in_memory(test_set.gallery, f"{test_set.name} gallery")
+    if isinstance(out, LabelledTestSet): out.images = queries
+    else: out.queries, out.gallery = queries, gallery
+    return out
+
 def synthetic_test_sets(config:TrainConfig) -> list:
     "Two labelled test sets of the synthetic data (other seeds than training), for smoke runs."
     out = []
@@ -145,6 +155,8 @@ def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split
     elif config.dataset == "synthetic": test_sets = synthetic_test_sets(config)
     else: test_sets = real_test_sets(config.root, config.image_size)  # gldv2 / folder: the test sets live beside the training data
     small = config.dataset in ("landmarks", "synthetic")
+    # decode the small test sets once per process too: every new model of a notebook is evaluated on them
+    if small: test_sets = [_test_set_in_memory(t) for t in test_sets]
     out = dict(old=_in_memory(data["old"], "old training set") if small else data["old"],
                new=_in_memory(data["new"], "new training set") if small else data["new"],
                full=data["full"], test_sets=test_sets, split=split,
