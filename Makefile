@@ -40,8 +40,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_eval.py
 
 ## Regenerate the paper's tables and figures (embedded landmark benchmark, cpu profile) into outputs/.
+# SEEDS: run seeds as a YAML list, e.g. make reproduce SEEDS="[0,1,2]"
+SEEDS ?= [0]
 .PHONY: reproduce
 reproduce: $(STAMP)
 	@mkdir -p outputs
-	$(BIN)/papermill nbs/reproduce.ipynb outputs/reproduce.ipynb -p profile cpu -p out_dir outputs -k python3
+	$(BIN)/papermill nbs/reproduce.ipynb outputs/reproduce.ipynb -p profile cpu -p out_dir outputs -y "seeds: $(SEEDS)" -k python3
 	@echo "done: outputs/summary.md, tables in outputs/tables/, figures in outputs/figures/, executed notebooks in outputs/notebooks/"
