@@ -9,9 +9,8 @@ from dataclasses import asdict
 from pathlib import Path
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import TensorDataset
-from .config import TrainConfig, PROFILES, profile, with_overrides
+from .config import TrainConfig, PROFILES, profile, with_overrides, yaml_fields
 from .data import extended_data_split, extended_class_split
 from .train import train_old, train_new, load_model, dataset_labels
 
@@ -65,11 +64,7 @@ def load_config(config_file:str|None=None, # YAML with any subset of TrainConfig
     if config_file:
         path = Path(config_file)
         if not path.is_file(): raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        data.pop("run", None)
-        unknown = sorted(set(data) - set(values))
-        if unknown: raise ValueError(f"{path}: unknown keys {unknown}")
-        values.update(data)
+        values.update(yaml_fields(path.read_text(), str(path)))
     return with_overrides(TrainConfig(**values), overrides or [])
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,10 +10,11 @@ from pathlib import Path
 import yaml
 from .losses import COMPAT_LOSSES
 from .models import BACKBONES
+from .files import atomic_write_text
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'DATASETS', 'SETTINGS', 'OLD_METHOD', 'PROFILES', 'TrainConfig', 'with_overrides',
-           'to_yaml', 'from_yaml', 'profile']
+           'to_yaml', 'yaml_fields', 'from_yaml', 'profile']
 
 # %% ../nbs/07_config.ipynb #ad7025d5
 OPTIMIZERS = ("sgd", "adamw")
@@ -136,13 +137,19 @@ def to_yaml(config:TrainConfig, # config to write
     data = asdict(config)
     if extra: data["run"] = dict(extra)
     text = yaml.safe_dump(data, sort_keys=False)
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+    if path is not None: atomic_write_text(path, text)
     return text
+
+def yaml_fields(text:str, # YAML with any subset of TrainConfig's fields
+                where:str, # names the source in errors (a file path or the caller)
+               ) -> dict:
+    "The TrainConfig fields of a YAML mapping; entries under `run` are dropped, unknown keys are an error."
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict): raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    data.pop("run", None)
+    unknown = sorted(set(data) - set(_field_types()))
+    if unknown: raise ValueError(f"{where}: unknown keys {unknown}")
+    return data
 
 def from_yaml(source:str|Path, # a YAML file, or YAML text when it contains a newline or colon and no such file exists
              ) -> TrainConfig:
@@ -151,12 +158,7 @@ def from_yaml(source:str|Path, # a YAML file, or YAML text when it contains a ne
     if path is not None and path.is_file(): text = path.read_text()
     elif "\n" in str(source) or ":" in str(source) and not str(source).endswith((".yaml", ".yml")): text = str(source)
     else: raise FileNotFoundError(f"from_yaml: no config file {source}")
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict): raise ValueError(f"from_yaml: expected a mapping, got {type(data).__name__}")
-    data.pop("run", None)
-    unknown = sorted(set(data) - set(_field_types()))
-    if unknown: raise ValueError(f"from_yaml: unknown keys {unknown}")
-    return TrainConfig(**data)
+    return TrainConfig(**yaml_fields(text, "from_yaml"))
 
 TrainConfig.to_yaml = lambda self, path=None, **extra: to_yaml(self, path, **extra)
 TrainConfig.from_yaml = staticmethod(from_yaml)

@@ -17,9 +17,8 @@ from .cli import training_data, synthetic_dataset
 from .data import extended_data_split
 from .evaluate import LabelledTestSet, evaluate_pair, embed_test_set, model_fingerprint
 from .losses import make_compat_loss
-from .boundary import old_class_stats
-from .report import atomic_write_text
-from .train import train_old, train_new, load_model, embed_dataset, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device
+from .files import atomic_write_text
+from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device
 
 # %% auto #0
 __all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'is_finished',
@@ -175,8 +174,7 @@ class _OldPass:
     def stats(self, method:str):
         if method not in NEEDS_STATS: return None
         if self._stats is None:
-            loader = DataLoader(self.data["old"], batch_size=self.config.batch_size, shuffle=False)
-            self._stats = old_class_stats(self.old_model.to(self.device).eval(), loader, self.data["num_old_classes"], device=self.device)
+            self._stats = old_stats_of(self.old_model.to(self.device), self.data["old"], self.data["num_old_classes"], self.device, self.config.batch_size)
         return self._stats
     def embeddings(self, config:TrainConfig):
         if not config.cache_old_embeddings: return None
@@ -297,8 +295,7 @@ def elastic_radii(folder, # run folder of an advbct run (its checkpoint.pt holds
     ckpt = torch.load(folder/CHECKPOINT, map_location="cpu", weights_only=False)
     config = TrainConfig(**ckpt["config"])
     if config.method != "advbct" or config.boundary is None: raise ValueError(f"elastic_radii: {folder} is not an advbct run with a boundary")
-    loader = DataLoader(old_train_set, batch_size=256, shuffle=False)
-    stats = old_class_stats(old_model.to(device), loader, num_old_classes, device=device)
+    stats = old_stats_of(old_model.to(device), old_train_set, num_old_classes, device)
     loss = make_compat_loss("advbct", stats=stats, dim=config.dim, boundary=config.boundary, adversarial=config.adversarial, T=config.T, seed=config.seed)
     loss.load_state_dict(ckpt["compat"])
     with torch.no_grad(): r_e = loss.boundary(torch.arange(num_old_classes))

@@ -26,7 +26,7 @@ __all__ = ['NEW_INIT_OFFSET', 'PER_STEP_SCHEDULES', 'CHECKPOINT', 'MODEL', 'LOG'
            'seed_everything', 'rng_states', 'set_rng_states', 'atomic_save', 'git_commit', 'dataset_labels',
            'IndexedDataset', 'epoch_loader', 'init_seed', 'build_model', 'embedding_dim', 'load_state_strict',
            'save_model', 'load_model', 'make_optimizer', 'onecycle_factor', 'make_scheduler', 'distributed_env',
-           'init_distributed', 'TrainStep', 'embed_dataset', 'train_old', 'train_new']
+           'init_distributed', 'TrainStep', 'embed_dataset', 'train_old', 'old_stats_of', 'train_new']
 
 # %% ../nbs/08_train.ipynb #a5ee109f
 def resolve_device(name:str="auto", # "auto", "cpu", "cuda", "cuda:1", ...
@@ -359,6 +359,14 @@ def train_old(config:TrainConfig, # config.method should be "old"
 
 NEEDS_STATS = ("lce", "unibct", "advbct")
 
+def old_stats_of(old_model:nn.Module, # the frozen old model
+                 old_train_set, # dataset of (image, label) over the old classes
+                 num_old:int, # number of old classes
+                 device, batch_size:int=256, num_workers:int=0) -> OldClassStats:
+    "Old-class statistics from one in-order pass of the old model over a dataset (`boundary.old_class_stats`)."
+    loader = DataLoader(old_train_set, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return old_class_stats(old_model, loader, num_old, device=device)
+
 def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
               train_set, # the new training set of (image, label); old classes are labels 0..C_old-1
               old_model:nn.Module, # the trained old model (frozen here)
@@ -384,8 +392,7 @@ def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
         if old_train_set is None:
             labels = dataset_labels(train_set)
             old_train_set = Subset(train_set, torch.nonzero(labels < num_old).flatten().tolist())
-        loader = DataLoader(old_train_set, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
-        old_stats = old_class_stats(old_model, loader, num_old, device=device)
+        old_stats = old_stats_of(old_model, old_train_set, num_old, device, config.batch_size, config.num_workers)
     if old_stats is not None and old_stats.num_classes != num_old:
         raise ValueError(f"train_new: old_stats cover {old_stats.num_classes} classes, the old classifier {num_old}")
     compat = make_compat_loss(config.method, old_classifier_weight=old_weight, num_old_classes=num_old,
