@@ -22,9 +22,9 @@ from .train import train_old, train_new, load_model, embed_dataset, old_stats_of
 
 # %% auto #0
 __all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'is_finished',
-           'cached_run', 'experiment_config', 'new_model_config', 'synthetic_test_sets', 'real_test_sets',
-           'setting_data', 'method_spec', 'train_setting', 'run_setting', 'sequential_upgrades', 'compatibility_matrix',
-           'elastic_radii', 'read_log']
+           'cached_run', 'experiment_config', 'new_model_config', 'notebook_setup', 'synthetic_test_sets',
+           'real_test_sets', 'setting_data', 'method_spec', 'train_setting', 'run_setting', 'sequential_upgrades',
+           'compatibility_matrix', 'elastic_radii', 'read_log']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 RUN_FREE_FIELDS = ("out_dir", "device", "num_workers")  # where and how a run executes, not what it computes
@@ -98,6 +98,18 @@ def new_model_config(old_config:TrainConfig, # the old model's config (experimen
     if setting.startswith("extended_backbone"):
         changes["backbone"], changes["small_input"] = NEW_BACKBONE[profile]
     return replace(old_config, **changes).validate()
+
+# %% ../nbs/11_experiments.ipynb #31aabe59
+def notebook_setup(profile:str, # papermill parameters of an experiment notebook ...
+                   seeds, data_root, out_dir, device:str,
+                  ) -> tuple: # (runs_dir, tables_dir, figures_dir, changes for run_setting, seeds as ints)
+    "The shared start of the experiment notebooks: their folders under out_dir and the config changes their parameters make."
+    out = Path(out_dir)
+    runs_dir, tables_dir, figures_dir = out/"runs", out/"tables", out/"figures"
+    changes = dict(device=device, **({"root": str(data_root)} if data_root else {}))
+    seeds = [int(s) for s in seeds]
+    print(f"profile={profile} seeds={seeds} runs in {runs_dir.resolve()}")
+    return runs_dir, tables_dir, figures_dir, changes, seeds
 
 # %% ../nbs/11_experiments.ipynb #857b36c1
 _DATA_CACHE = {}
