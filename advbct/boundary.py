@@ -13,19 +13,28 @@ from tqdm.auto import tqdm
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['OldClassStats', 'class_quantiles', 'iqr_filtered_max', 'class_stats_from_embeddings', 'old_class_stats']
+__all__ = ['MIN_RADIUS_COUNT', 'OldClassStats', 'class_quantiles', 'iqr_kept', 'iqr_filtered_max', 'iqr_filtered_min',
+           'class_stats_from_embeddings', 'old_class_stats']
 
 # %% ../nbs/05_boundary.ipynb #dddb08f9
+MIN_RADIUS_COUNT = 2  # old classes with fewer samples get no radius: the point-to-set and LCE terms skip them, as the reference does
+
 @dataclass
 class OldClassStats:
     "Statistics of the old model's L2-normalised embeddings per old class."
     centres: torch.Tensor   # (C, d) mean of normalised embeddings, not re-normalised
-    r_max: torch.Tensor     # (C,) largest IQR-filtered distance ||f^ - c||
-    theta_max: torch.Tensor # (C,) largest IQR-filtered angle arccos(f^ . c^), radians
+    r_max: torch.Tensor     # (C,) largest IQR-kept distance ||f^ - c||; nan for classes without a radius (< 2 samples)
+    theta_max: torch.Tensor # (C,) largest IQR-kept angle arccos(f^ . c^), radians; nan likewise
     counts: torch.Tensor    # (C,) number of samples per class
+    r_min: torch.Tensor     # (C,) smallest IQR-kept distance (the reference's fixed boundary); nan likewise
 
     @property
     def num_classes(self) -> int: return len(self.counts)
+
+    @property
+    def has_radius(self) -> torch.Tensor:
+        "(C,) bool: classes with at least two old samples (a class of one sample has no spread, so no boundary)."
+        return self.counts >= MIN_RADIUS_COUNT
 
     def to(self, device) -> OldClassStats:
         "A copy with every tensor on `device`."
@@ -75,20 +84,30 @@ def class_quantiles(values:torch.Tensor, # (N,) values
     return torch.stack(out)
 
 # %% ../nbs/05_boundary.ipynb #2f4798b2
-def iqr_filtered_max(values:torch.Tensor, # (N,) values, e.g. distances to the class centre
-                     labels:torch.Tensor, # (N,) class ids
-                     num_classes:int, # C
-                     min_count:int=4, # classes with fewer samples are not filtered
-                    ) -> torch.Tensor:
-    "(C,) per-class max after dropping values outside [Q1 - 1.5 IQR, Q3 + 1.5 IQR]; nan for empty classes."
+def iqr_kept(values:torch.Tensor, # (N,) values, e.g. distances to the class centre
+             labels:torch.Tensor, # (N,) class ids
+             num_classes:int, # C
+             min_count:int=4, # classes with fewer samples are not filtered
+            ) -> torch.Tensor:
+    "(N,) bool: the values inside their class's fence [Q1 - 1.5 IQR, Q3 + 1.5 IQR] (all of a class with < min_count)."
     q1, q3 = class_quantiles(values, labels, num_classes, (0.25, 0.75))
     iqr = q3 - q1
     counts = torch.bincount(labels, minlength=num_classes)
     lo, hi = (q1 - 1.5 * iqr)[labels], (q3 + 1.5 * iqr)[labels]
-    keep = (counts[labels] < min_count) | ((values >= lo) & (values <= hi))
+    return (counts[labels] < min_count) | ((values >= lo) & (values <= hi))
+
+def _per_class(values, labels, keep, num_classes, reduce):
     out = torch.full((num_classes,), float("nan"), dtype=values.dtype, device=values.device)
     # the median always lies inside the fence, so every non-empty class keeps at least one value
-    return out.scatter_reduce(0, labels[keep], values[keep], reduce="amax", include_self=False)
+    return out.scatter_reduce(0, labels[keep], values[keep], reduce=reduce, include_self=False)
+
+def iqr_filtered_max(values:torch.Tensor, labels:torch.Tensor, num_classes:int, min_count:int=4) -> torch.Tensor:
+    "(C,) per-class max of the IQR-kept values (`iqr_kept`); nan for empty classes."
+    return _per_class(values, labels, iqr_kept(values, labels, num_classes, min_count), num_classes, "amax")
+
+def iqr_filtered_min(values:torch.Tensor, labels:torch.Tensor, num_classes:int, min_count:int=4) -> torch.Tensor:
+    "(C,) per-class min of the IQR-kept values (`iqr_kept`); nan for empty classes."
+    return _per_class(values, labels, iqr_kept(values, labels, num_classes, min_count), num_classes, "amin")
 
 # %% ../nbs/05_boundary.ipynb #07e2b47d
 def class_stats_from_embeddings(embeddings:torch.Tensor, # (N, d) old-model embeddings (normalised here)
@@ -96,7 +115,7 @@ def class_stats_from_embeddings(embeddings:torch.Tensor, # (N, d) old-model embe
                                 num_classes:int, # C
                                 allow_empty:bool=True, # False: raise when a class has no sample
                                ) -> OldClassStats:
-    "Centres, IQR-filtered r_max and theta_max of every class, vectorised over classes."
+    "Centres, IQR-filtered r_max, r_min and theta_max of every class, vectorised over classes."
     if embeddings.ndim != 2 or labels.shape != (len(embeddings),):
         raise ValueError(f"class_stats_from_embeddings: expected embeddings (N, d) and labels (N,), got {tuple(embeddings.shape)} and {tuple(labels.shape)}")
     labels = labels.long().to(embeddings.device)
@@ -110,8 +129,11 @@ def class_stats_from_embeddings(embeddings:torch.Tensor, # (N, d) old-model embe
     centres = sums / counts.unsqueeze(1).to(f.dtype)  # empty classes: 0/0 = nan
     dist = (f - centres[labels]).norm(dim=1)
     cos = (f * F.normalize(centres, dim=1)[labels]).sum(1).clamp(-1.0, 1.0)
-    return OldClassStats(centres=centres, r_max=iqr_filtered_max(dist, labels, num_classes),
-                         theta_max=iqr_filtered_max(torch.arccos(cos), labels, num_classes), counts=counts)
+    keep_dist, keep_angle = iqr_kept(dist, labels, num_classes), iqr_kept(torch.arccos(cos), labels, num_classes)
+    no_radius = counts < MIN_RADIUS_COUNT  # one sample: distance 0 to its own centre, which is no boundary
+    def radius(values, keep, reduce): return _per_class(values, labels, keep, num_classes, reduce).masked_fill(no_radius, float("nan"))
+    return OldClassStats(centres=centres, r_max=radius(dist, keep_dist, "amax"), theta_max=radius(torch.arccos(cos), keep_angle, "amax"),
+                         counts=counts, r_min=radius(dist, keep_dist, "amin"))
 
 # %% ../nbs/05_boundary.ipynb #4510d9fe
 @torch.no_grad()

@@ -11,12 +11,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.distributed as dist
 from .models import Discriminator, ElasticBoundary, grad_reverse, dann_alpha, adversarial_weight
-from .boundary import OldClassStats
+from .boundary import OldClassStats, MIN_RADIUS_COUNT
 
 # %% auto #0
-__all__ = ['BOUNDARIES', 'COMPAT_LOSSES', 'Progress', 'masked_mean', 'mean_of_violations', 'old_class_mask', 'arcface_logits',
-           'Independent', 'L2Loss', 'BCTLoss', 'LCELoss', 'UniBCTLoss', 'gather_across_processes', 'HotRefreshLoss',
-           'AdvBCTLoss', 'make_compat_loss']
+__all__ = ['BOUNDARIES', 'DISCRIMINATOR_BATCHES', 'COMPAT_LOSSES', 'Progress', 'masked_mean', 'mean_of_violations',
+           'old_class_mask', 'arcface_logits', 'Independent', 'L2Loss', 'BCTLoss', 'LCELoss', 'UniBCTLoss',
+           'gather_across_processes', 'HotRefreshLoss', 'AdvBCTLoss', 'make_compat_loss']
 
 # %% ../nbs/06_losses.ipynb #d80e723c
 @dataclass
@@ -48,11 +48,12 @@ def mean_of_violations(hinge:torch.Tensor, # (B,) hinge values max(., 0)
 
 def old_class_mask(labels:torch.Tensor, # (B,) labels in the new label space
                    num_old_classes:int, # old classes are 0..num_old_classes-1
-                   counts:torch.Tensor|None=None, # (C_old,) old sample counts: classes with none are skipped too
+                   counts:torch.Tensor|None=None, # (C_old,) old sample counts: classes with fewer than min_count are skipped too
+                   min_count:int=1, # 2 (`boundary.MIN_RADIUS_COUNT`) for the terms that need a class radius
                   ) -> torch.Tensor:
     "Bool mask of the samples of old classes (with old statistics)."
     mask = (labels >= 0) & (labels < num_old_classes)
-    if counts is not None: mask = mask & (counts.to(labels.device)[labels.clamp(0, num_old_classes - 1)] > 0)
+    if counts is not None: mask = mask & (counts.to(labels.device)[labels.clamp(0, num_old_classes - 1)] >= min_count)
     return mask
 
 def arcface_logits(f:torch.Tensor, # (B, d) embeddings
@@ -107,13 +108,13 @@ class LCELoss(nn.Module):
         # kept outside the module tree: the new classifier's weight belongs to the model's parameters, not the loss's
         self._new_weight = _weight_getter(new_classifier)
         self.register_buffer("centres_hat", F.normalize(stats.centres.nan_to_num(0.0), dim=1))
-        self.register_buffer("theta_max", stats.theta_max.clone())
+        self.register_buffer("theta_max", stats.theta_max.nan_to_num(0.0))  # nan: no radius; those classes are masked out
         self.register_buffer("counts", stats.counts.clone())
         self.eps = eps
 
     def forward(self, f_new, f_old, labels, progress=None) -> dict[str, torch.Tensor]:
         C = len(self.counts)
-        mask = old_class_mask(labels, C, self.counts)
+        mask = old_class_mask(labels, C, self.counts, MIN_RADIUS_COUNT)  # a one-sample class has no theta_max (reference: skipped)
         y = labels.clamp(0, C - 1)
         c_hat = self.centres_hat[y].to(f_new.dtype)
         cos = (F.normalize(f_new, dim=1) * c_hat).sum(1).clamp(-1 + self.eps, 1 - self.eps)
@@ -183,42 +184,58 @@ class HotRefreshLoss(nn.Module):
         return {"hot_refresh": (torch.logsumexp(logits, 1) - logits[:, 0]).mean()}
 
 # %% ../nbs/06_losses.ipynb #6ae2b461
-BOUNDARIES = ("elastic", "fixed", None)
+BOUNDARIES = ("elastic", "fixed", "fixed_min", None)
+DISCRIMINATOR_BATCHES = ("per_domain", "joint")
 
 class AdvBCTLoss(nn.Module):
     "AdvBCT: point-to-set loss to the (elastic) old-class boundary plus adversarial old/new alignment."
-    def __init__(self, stats:OldClassStats, # old-class statistics (centres, r_max)
+    def __init__(self, stats:OldClassStats, # old-class statistics (centres, r_max, r_min, counts)
                  dim:int=256, # embedding dimension d
-                 boundary:str|None="elastic", # "elastic", "fixed" (r_max alone) or None (no p2s term)
+                 boundary:str|None="elastic", # "elastic", "fixed" (r_max), "fixed_min" (r_min, the reference's fixed branch) or None (no p2s term)
                  adversarial:bool=True, # include the discriminator term
                  T:float=1.0, # threshold of the elastic boundary
                  seed:int=0, # seed of the elastic boundary's initialisation
-                 hidden:int=100): # discriminator width
+                 hidden:int=100, # discriminator width
+                 discriminator_batches:str="per_domain"): # "per_domain" (the reference: one D call per domain) or "joint" (one concatenated batch, an ablation)
         super().__init__()
         if boundary not in BOUNDARIES: raise ValueError(f"AdvBCTLoss: boundary must be one of {BOUNDARIES}, got {boundary!r}")
+        if discriminator_batches not in DISCRIMINATOR_BATCHES:
+            raise ValueError(f"AdvBCTLoss: discriminator_batches must be one of {DISCRIMINATOR_BATCHES}, got {discriminator_batches!r}")
         self.register_buffer("centres", stats.centres.nan_to_num(0.0).clone())
         self.register_buffer("counts", stats.counts.clone())
-        self.boundary = (ElasticBoundary(stats.r_max.nan_to_num(0.0), T=T, learnable=boundary == "elastic", seed=seed)
+        radius = stats.r_min if boundary == "fixed_min" else stats.r_max
+        self.boundary = (ElasticBoundary(radius.nan_to_num(0.0), T=T, learnable=boundary == "elastic", seed=seed)  # nan: masked out
                          if boundary is not None else None)
         self.discriminator = Discriminator(dim, hidden) if adversarial else None
+        self.discriminator_batches = discriminator_batches
         self.last_disc_acc, self.last_alpha = float("nan"), float("nan")
 
     def point_to_set(self, f_new:torch.Tensor, labels:torch.Tensor) -> torch.Tensor:
-        "Mean over old-class violators of max(||f^_n - c_y|| - r_e(y), 0)."
+        "Mean over violators of max(||f^_n - c_y|| - r_e(y), 0), over samples of old classes that have a radius."
         C = len(self.counts)
-        mask = old_class_mask(labels, C, self.counts)
+        mask = old_class_mask(labels, C, self.counts, MIN_RADIUS_COUNT)
         y = labels.clamp(0, C - 1)
         dist_to_centre = (F.normalize(f_new, dim=1) - self.centres[y].to(f_new.dtype)).norm(dim=1)
         return mean_of_violations(F.relu(dist_to_centre - self.boundary(y).to(f_new.dtype)), mask)
 
+    def discriminator_logits(self, f_new:torch.Tensor, f_old:torch.Tensor, alpha:float=1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        "D's logits on GRL_alpha(f_new) and on f_old (no gradient to the old model)."
+        f_old = f_old.detach().to(f_new.dtype)
+        if self.discriminator_batches == "joint":
+            logits = self.discriminator(torch.cat([grad_reverse(f_new, alpha), f_old]))
+            return logits[:len(f_new)], logits[len(f_new):]
+        # one call per domain, as the reference: D's BatchNorm normalises each domain with its own batch statistics
+        return self.discriminator(grad_reverse(f_new, alpha)), self.discriminator(f_old)
+
     def adversarial_loss(self, f_new:torch.Tensor, f_old:torch.Tensor, alpha:float) -> torch.Tensor:
         "CE(D(GRL_alpha(f_n)), new=0) + CE(D(f_o), old=1); records the discriminator's accuracy."
-        B = len(f_new)
-        # one discriminator batch for both domains: separate BN batches would normalise the domain shift away
-        logits = self.discriminator(torch.cat([grad_reverse(f_new, alpha), f_old.detach().to(f_new.dtype)]))
-        domain = torch.cat([torch.zeros(B), torch.ones(len(f_old))]).long().to(f_new.device)
-        self.last_disc_acc = (logits.argmax(1) == domain).float().mean().item()
-        return F.cross_entropy(logits[:B], domain[:B]) + F.cross_entropy(logits[B:], domain[B:])
+        new_logits, old_logits = self.discriminator_logits(f_new, f_old, alpha)
+        new_domain = torch.zeros(len(new_logits), dtype=torch.long, device=f_new.device)
+        old_domain = torch.ones(len(old_logits), dtype=torch.long, device=f_new.device)
+        with torch.no_grad():
+            right = (new_logits.argmax(1) == 0).sum() + (old_logits.argmax(1) == 1).sum()
+            self.last_disc_acc = right.item() / (len(new_logits) + len(old_logits))
+        return F.cross_entropy(new_logits, new_domain) + F.cross_entropy(old_logits, old_domain)
 
     def forward(self, f_new, f_old, labels, progress:Progress) -> dict[str, torch.Tensor]:
         out = {}
