@@ -21,10 +21,10 @@ from .files import atomic_write_text
 from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device
 
 # %% auto #0
-__all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'is_finished',
-           'cached_run', 'experiment_config', 'new_model_config', 'notebook_setup', 'synthetic_test_sets',
-           'real_test_sets', 'setting_data', 'method_spec', 'train_setting', 'run_setting', 'sequential_upgrades',
-           'compatibility_matrix', 'elastic_radii', 'read_log']
+__all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'PAPER_PROTOCOLS', 'run_key', 'run_dir',
+           'is_finished', 'cached_run', 'experiment_config', 'new_model_config', 'notebook_setup',
+           'synthetic_test_sets', 'real_test_sets', 'setting_data', 'method_spec', 'train_setting', 'run_setting',
+           'sequential_upgrades', 'compatibility_matrix', 'elastic_radii', 'read_log']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 RUN_FREE_FIELDS = ("out_dir", "device", "num_workers")  # where and how a run executes, not what it computes
@@ -140,15 +140,23 @@ def synthetic_test_sets(config:TrainConfig) -> list:
         out.append(LabelledTestSet(name, ds, ds.tensors[1].numpy()))
     return out
 
+# the ROxford/RParis query protocols the real-data (paper) profile reports: uncropped is what the paper's numbers mean
+PAPER_PROTOCOLS = ("uncropped", "cropped")
+
 def real_test_sets(root, # folder holding rparis6k/ and roxford5k/ (revisitop: jpg/ + gnd_<name>.pkl) and gldv2_retrieval/ (index/, test/, retrieval_solution_v2.1.csv)
                    image_size:int, # images are resized to image_size x image_size
+                   protocols=("cropped",), # ROxford/RParis query protocols: "cropped" (revisitop, named rparis6k) and/or "uncropped" (named rparis6k-uncropped)
                   ) -> list:
-    "The paper's test sets found under `root` (at least one must be there), in the order RParis, ROxford, GLDv2."
-    from advbct.data import RevisitedDataset, GLDv2Retrieval
+    "The paper's test sets found under `root` (at least one must be there): RParis, ROxford once per query protocol, then GLDv2 once."
+    from advbct.data import RevisitedDataset, GLDv2Retrieval, QUERY_PROTOCOLS
     from advbct.cli import _resize_transform
+    protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
+    if not protocols or len(set(protocols)) != len(protocols) or not set(protocols) <= set(QUERY_PROTOCOLS):
+        raise ValueError(f"real_test_sets: protocols must be distinct values of {QUERY_PROTOCOLS}, got {protocols!r}")
     root, tf, out = Path(root), _resize_transform(image_size), []
-    for name in ("rparis6k", "roxford5k"):
-        if (root/name).is_dir(): out.append(RevisitedDataset(root/name, name, tf))
+    for protocol in protocols:
+        for name in ("rparis6k", "roxford5k"):
+            if (root/name).is_dir(): out.append(RevisitedDataset(root/name, name, tf, crop_queries=protocol == "cropped"))
     if (root/"gldv2_retrieval").is_dir(): out.append(GLDv2Retrieval(root/"gldv2_retrieval", "Private", tf, name="gldv2"))
     if not out: raise FileNotFoundError(f"real_test_sets: none of rparis6k/, roxford5k/, gldv2_retrieval/ under {root} (see the README's data layout)")
     return out
@@ -164,7 +172,7 @@ def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split
         from advbct.landmarks import load_landmarks
         test_sets = list(load_landmarks(config.root, size=config.image_size).test_sets.values())
     elif config.dataset == "synthetic": test_sets = synthetic_test_sets(config)
-    else: test_sets = real_test_sets(config.root, config.image_size)  # gldv2 / folder: the test sets live beside the training data
+    else: test_sets = real_test_sets(config.root, config.image_size, PAPER_PROTOCOLS)  # gldv2 / folder: the test sets live beside the training data
     small = config.dataset in ("landmarks", "synthetic")
     # decode the small test sets once per process too: every new model of a notebook is evaluated on them
     if small: test_sets = [_test_set_in_memory(t) for t in test_sets]
@@ -237,18 +245,21 @@ def run_setting(profile:str, # "smoke", "cpu" or "paper"
                 runs_dir, # parent folder of all runs; embeddings are cached in runs_dir/embeddings
                 method_options:dict|None=None, # {row name: {"method": loss, **TrainConfig fields}}
                 progress:bool=True, # progress bars
-                **changes) -> list[dict]: # records {"setting","method","seed","test_set","self","cross","old"}
+                **changes) -> list[dict]: # records {"setting","method","seed","test_set","self","cross","old"[, "protocol"]}
     "Train what is missing, evaluate every new model against the old one, and return advbct.report records (mAP fractions)."
     runs = train_setting(profile, setting, methods, seed, runs_dir, method_options, progress, **changes)
     test_sets, device = runs["data"]["test_sets"], resolve_device(runs["old_config"].device)
     kw = dict(cache_dir=Path(runs_dir)/"embeddings", device=device, progress=progress)
+    # ROxford/RParis records carry their query protocol, so the report never averages the two together
+    protocol = {t.name: {"protocol": t.protocol} for t in test_sets if getattr(t, "protocol", None)}
     records, old_scores = [], None
     for name, model in runs["new"].items():
         scores = evaluate_pair(model, runs["old"], test_sets, **kw)
         old_scores = old_scores or scores
-        records += [dict(setting=setting, method=name, seed=seed, test_set=t, self=s["self"], cross=s["cross"], old=s["old"]) for t, s in scores.items()]
+        records += [dict(setting=setting, method=name, seed=seed, test_set=t, self=s["self"], cross=s["cross"], old=s["old"], **protocol.get(t, {}))
+                    for t, s in scores.items()]
     if old_scores is None: old_scores = evaluate_pair(runs["old"], runs["old"], test_sets, **kw)
-    records = [dict(setting=setting, method="old", seed=seed, test_set=t, self=s["old"], cross=s["old"], old=s["old"])
+    records = [dict(setting=setting, method="old", seed=seed, test_set=t, self=s["old"], cross=s["old"], old=s["old"], **protocol.get(t, {}))
                for t, s in old_scores.items()] + records
     return records
 

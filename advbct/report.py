@@ -12,7 +12,8 @@ from .metrics import paper_scores, compatible
 from .files import atomic_write, atomic_write_text
 
 # %% auto #0
-__all__ = ['REQUIRED', 'per_seed_scores', 'paper_table', 'markdown_table', 'save_table', 'compatibility_summary', 'save_figure']
+__all__ = ['REQUIRED', 'PROTOCOL_LABELS', 'protocol_views', 'per_seed_scores', 'paper_table', 'markdown_table', 'save_table',
+           'compatibility_summary', 'save_figure']
 
 # %% ../nbs/10_report.ipynb #1593ea73
 REQUIRED = ("setting", "method", "seed", "test_set", "self", "cross", "old")
@@ -27,23 +28,42 @@ def _records_frame(records) -> pd.DataFrame:
         raise ValueError(f"records hold NaN/inf, first at setting={r.setting} method={r.method} seed={r.seed} test_set={r.test_set}")
     return df
 
-# %% ../nbs/10_report.ipynb #fbba652f
-def per_seed_scores(records, # iterable of dicts with the fields in REQUIRED
-                    star:str="independent", # the method whose self-test is M(*,*)
-                   ) -> pd.DataFrame: # one row per (setting, method, seed): P_up, P_comp, P_1 and the compatibility flags
-    "The paper's summary scores of every method, seed by seed, each against the same seed's phi* and old model."
+# %% ../nbs/10_report.ipynb #8362223d
+PROTOCOL_LABELS = {"uncropped": "uncropped (paper)", "cropped": "cropped (revisitop)"}  # how tables name the query protocols
+
+def protocol_views(records, # iterable of dicts with the fields in REQUIRED, optionally "protocol"
+                  ) -> list[tuple]: # [(protocol, records frame)]; [(None, all records)] with fewer than two protocols
+    "The records each query protocol is scored on: its own test sets, named without their -<protocol> suffix, and every test set without a protocol."
     df = _records_frame(records)
+    protocols = list(dict.fromkeys(df["protocol"].dropna())) if "protocol" in df.columns else []
+    if len(protocols) < 2: return [(None, df)]
+    out = []
+    for p in protocols:
+        v = df[(df["protocol"] == p) | df["protocol"].isna()].copy()
+        v["test_set"] = [t.removesuffix(f"-{p}") for t in v.test_set]
+        clash = v[v.duplicated(["setting", "method", "seed", "test_set"], keep=False)]
+        if len(clash): raise ValueError(f"protocol {p!r}: test set {clash.test_set.iloc[0]!r} appears twice for one (setting, method, seed) once its -{p} suffix is dropped")
+        out.append((p, v))
+    return out
+
+# %% ../nbs/10_report.ipynb #fbba652f
+def per_seed_scores(records, # iterable of dicts with the fields in REQUIRED (and optionally "protocol")
+                    star:str="independent", # the method whose self-test is M(*,*)
+                   ) -> pd.DataFrame: # one row per (setting, [protocol,] method, seed): P_up, P_comp, P_1 and the compatibility flags
+    "The paper's summary scores of every method, seed by seed, each against the same seed's phi* and old model, per query protocol."
     rows = []
-    for (setting, seed), g in df.groupby(["setting", "seed"], sort=False):
-        stars = g[g.method == star]
-        if stars.empty: raise ValueError(f"setting {setting!r} seed {seed} has no {star!r} run: M(*,*) is unknown")
-        star_self = dict(zip(stars.test_set, stars["self"]))
-        for method, m in g.groupby("method", sort=False):
-            if method == "old": continue
-            new_self, new_cross, old_self = (dict(zip(m.test_set, m[c])) for c in ("self", "cross", "old"))
-            s = paper_scores(new_self, new_cross, old_self, {k: star_self[k] for k in new_self})
-            rows.append(dict(setting=setting, method=method, seed=seed, **s,
-                             compatible_all=all(compatible(new_cross[k], old_self[k]) for k in new_self)))
+    for protocol, df in protocol_views(records):
+        label = {} if protocol is None else {"protocol": protocol}
+        for (setting, seed), g in df.groupby(["setting", "seed"], sort=False):
+            stars = g[g.method == star]
+            if stars.empty: raise ValueError(f"setting {setting!r} seed {seed} has no {star!r} run: M(*,*) is unknown")
+            star_self = dict(zip(stars.test_set, stars["self"]))
+            for method, m in g.groupby("method", sort=False):
+                if method == "old": continue
+                new_self, new_cross, old_self = (dict(zip(m.test_set, m[c])) for c in ("self", "cross", "old"))
+                s = paper_scores(new_self, new_cross, old_self, {k: star_self[k] for k in new_self})
+                rows.append(dict(setting=setting, **label, method=method, seed=seed, **s,
+                                 compatible_all=all(compatible(new_cross[k], old_self[k]) for k in new_self)))
     return pd.DataFrame(rows)
 
 # %% ../nbs/10_report.ipynb #f890b72b
@@ -52,30 +72,34 @@ def _mean_std(values, digits:int=2, scale:float=1.0) -> str:
     return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 # %% ../nbs/10_report.ipynb #bade6a1a
-def paper_table(records, # iterable of dicts with the fields in REQUIRED
+def paper_table(records, # iterable of dicts with the fields in REQUIRED (and optionally "protocol")
                 methods=None, # row order (default: order of first appearance); "old" first when present
-                test_sets=None, # column order (default: order of first appearance)
+                test_sets=None, # column order (default: order of first appearance), names without a -<protocol> suffix
                 star:str="independent", # the method whose self-test is M(*,*)
-               ) -> pd.DataFrame: # index (setting, method); per test set "self / cross" in %, then P_up, P_comp, P_1
-    "The paper's main table (section 7 layout): mean ± std over seeds where there are several."
+               ) -> pd.DataFrame: # index (setting, [protocol,] method); per test set "self / cross" in %, then P_up, P_comp, P_1
+    "The paper's main table (section 7 layout): mean ± std over seeds where there are several; one block per query protocol when records hold two."
     df = _records_frame(records)
-    scores = per_seed_scores(df.to_dict("records"), star)
+    records = df.to_dict("records")
+    scores, views = per_seed_scores(records, star), protocol_views(records)
+    split = views[0][0] is not None
     methods = methods or list(dict.fromkeys(df.method))
-    test_sets = test_sets or list(dict.fromkeys(df.test_set))
+    test_sets = test_sets or list(dict.fromkeys(t for _, v in views for t in v.test_set))
     rows = []
     for setting in dict.fromkeys(df.setting):
-        for method in methods:
-            m = df[(df.setting == setting) & (df.method == method)]
-            if m.empty: continue
-            row = {"setting": setting, "method": method}
-            for ts in test_sets:
-                t = m[m.test_set == ts]
-                row[ts] = (_mean_std(t["self"], scale=100) if method == "old"
-                           else f"{_mean_std(t['self'], scale=100)} / {_mean_std(t['cross'], scale=100)}")
-            s = scores[(scores.setting == setting) & (scores.method == method)]
-            for c in ("P_up", "P_comp", "P_1"): row[c] = "" if s.empty else _mean_std(s[c])
-            rows.append(row)
-    return pd.DataFrame(rows).set_index(["setting", "method"])
+        for protocol, view in views:
+            for method in methods:
+                m = view[(view.setting == setting) & (view.method == method)]
+                if m.empty: continue
+                row = {"setting": setting, **({"protocol": PROTOCOL_LABELS.get(protocol, protocol)} if split else {}), "method": method}
+                for ts in test_sets:
+                    t = m[m.test_set == ts]
+                    row[ts] = ("" if t.empty else _mean_std(t["self"], scale=100) if method == "old"
+                               else f"{_mean_std(t['self'], scale=100)} / {_mean_std(t['cross'], scale=100)}")
+                s = scores[(scores.setting == setting) & (scores.method == method)]
+                if split: s = s[s.protocol == protocol]
+                for c in ("P_up", "P_comp", "P_1"): row[c] = "" if s.empty else _mean_std(s[c])
+                rows.append(row)
+    return pd.DataFrame(rows).set_index(["setting", "protocol", "method"] if split else ["setting", "method"])
 
 # %% ../nbs/10_report.ipynb #06bee08e
 def markdown_table(df:pd.DataFrame) -> str:
@@ -98,24 +122,27 @@ def save_table(df:pd.DataFrame, # the table
             atomic_write_text(stem.with_suffix(".tex"), flat.to_latex(index=False).replace("±", r"$\pm$"))]
 
 # %% ../nbs/10_report.ipynb #6bad6cab
-def compatibility_summary(records, # iterable of dicts with the fields in REQUIRED
+def compatibility_summary(records, # iterable of dicts with the fields in REQUIRED (and optionally "protocol")
                           star:str="independent", # phi*, expected to fail the criterion
                           focus:str="advbct", # the method whose P_1 rank is reported
-                         ) -> pd.DataFrame: # one row per setting
+                         ) -> pd.DataFrame: # one row per setting (per setting and query protocol when records hold two)
     "Per setting: which methods meet M(n,o) > M(o,o) on every test set in every seed, whether phi* fails, where `focus` ranks on P_1."
-    df = _records_frame(records)
-    scores = per_seed_scores(df.to_dict("records"), star)
+    scores = per_seed_scores(records, star)
+    split = "protocol" in scores.columns
     rows = []
-    for setting, s in scores.groupby("setting", sort=False):
-        ok = s.groupby("method", sort=False).compatible_all.all()
-        p1 = s[s.method != star].groupby("method", sort=False).P_1.mean().sort_values(ascending=False)
-        rank = (list(p1.index).index(focus) + 1) if focus in p1.index else None
-        rows.append(dict(setting=setting, seeds=s.seed.nunique(),
-                         compatible_everywhere=", ".join(m for m, v in ok.items() if v and m != star) or "none",
-                         not_compatible=", ".join(m for m, v in ok.items() if not v and m != star) or "none",
-                         star_fails=not bool(ok.get(star, False)),
-                         **{f"{focus}_P1_rank": f"{rank} of {len(p1)}" if rank else "n/a"}, best_P1=p1.index[0]))
-    return pd.DataFrame(rows).set_index("setting")
+    for setting in dict.fromkeys(scores.setting):
+        for protocol in (dict.fromkeys(scores.protocol) if split else [None]):
+            s = scores[(scores.setting == setting) & ((scores.protocol == protocol) if split else True)]
+            if s.empty: continue
+            ok = s.groupby("method", sort=False).compatible_all.all()
+            p1 = s[s.method != star].groupby("method", sort=False).P_1.mean().sort_values(ascending=False)
+            rank = (list(p1.index).index(focus) + 1) if focus in p1.index else None
+            rows.append(dict(setting=setting, **({"protocol": PROTOCOL_LABELS.get(protocol, protocol)} if split else {}), seeds=s.seed.nunique(),
+                             compatible_everywhere=", ".join(m for m, v in ok.items() if v and m != star) or "none",
+                             not_compatible=", ".join(m for m, v in ok.items() if not v and m != star) or "none",
+                             star_fails=not bool(ok.get(star, False)),
+                             **{f"{focus}_P1_rank": f"{rank} of {len(p1)}" if rank else "n/a"}, best_P1=p1.index[0]))
+    return pd.DataFrame(rows).set_index(["setting", "protocol"] if split else "setting")
 
 # %% ../nbs/10_report.ipynb #4c7b3521
 def save_figure(fig, # a matplotlib figure
