@@ -8,7 +8,7 @@ import dataclasses, typing
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
-from .losses import COMPAT_LOSSES
+from .losses import COMPAT_LOSSES, BOUNDARIES, DISCRIMINATOR_BATCHES
 from .models import BACKBONES
 from .files import atomic_write_text
 
@@ -23,7 +23,7 @@ DATASETS = ("landmarks", "gldv2", "folder", "synthetic")
 SETTINGS = ("extended_data", "extended_class")
 OLD_METHOD = "old"  # trains the old model (cross-entropy only)
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "dataset": DATASETS, "setting": SETTINGS,
-            "boundary": ("elastic", "fixed", None), "classifier": ("linear", "arcface", "cosface")}
+            "boundary": BOUNDARIES, "discriminator_batches": DISCRIMINATOR_BATCHES, "classifier": ("linear", "arcface", "cosface")}
 
 @dataclass
 class TrainConfig:
@@ -47,12 +47,14 @@ class TrainConfig:
     gamma: float = 0.1
     # method
     method: str = "old"            # "old" or a key of losses.COMPAT_LOSSES
-    boundary: str|None = "elastic" # advbct: "elastic", "fixed" or None (no point-to-set term)
+    boundary: str|None = "elastic" # advbct: "elastic", "fixed" (r_max), "fixed_min" (r_min, the reference's fixed branch) or None (no point-to-set term)
     adversarial: bool = True       # advbct: include the discriminator term
+    discriminator_batches: str = "per_domain" # advbct: "per_domain" (the reference: one discriminator call per domain) or "joint" (one concatenated batch; ablation)
     T: float = 1.0                 # advbct: elastic-boundary threshold
     compat_weight: float = 1.0     # weight of the compatibility terms added to the cross-entropy
     old_checkpoint: str|None = None # path to the old model (model.pt) for the new-model methods
     cache_old_embeddings: bool = False # embed the training set with the frozen old model once, not every step (exact only without random augmentation)
+    cache_trunk: bool = False      # with trainable_from: compute the frozen trunk once per image (advbct.trunk.TrunkCache); exact only without random augmentation
     # run
     seed: int = 0
     init_seed: int|None = None     # seed of the initial weights; None: seed (old model), seed + 10007 (new models)
@@ -191,7 +193,7 @@ def profile(name:str, # "smoke" (seconds, tests), "cpu" (embedded benchmark), "l
         base = dict(backbone="efficientnet_lite0", pretrained="imagenet", small_input=False, trainable_from=11, image_size=64,
                     dim=256, epochs=3, batch_size=32, optimizer="sgd", lr=0.01, schedule="onecycle", milestones=[],
                     dataset="landmarks", device="cpu", amp=False, channels_last=True, cache_old_embeddings=True,
-                    out_dir="runs/lite")
+                    cache_trunk=True, out_dir="runs/lite")
     elif name == "paper":
         base = dict(backbone="resnet18", pretrained="imagenet", small_input=False, dim=256, epochs=30, batch_size=256, optimizer="sgd", lr=0.1,
                     momentum=0.9, weight_decay=5e-4, schedule="step", milestones=[5, 10, 20], gamma=0.1, T=1.0,

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 from .search import topk
 from .files import atomic_write
+from .trunk import TrunkCache, FromTrunk, has_trunk
 from .metrics import (revisited_map, gldv2_map, drop_self_matches, topk_accuracy, label_map,
                             backfill_area, negative_flip_rate)
 
@@ -55,9 +56,10 @@ def extract_embeddings(model:torch.nn.Module, # maps a batch of images (B, 3, H,
                        desc:str="embedding", # progress-bar label
                        progress:bool=True, # show a tqdm progress bar
                        channels_last:bool=True, # run 4-D image batches (and the model) in channels-last memory format: faster convolutions on CPU and CUDA
+                       fingerprint:str|None=None, # the cache's model key; None: `model_fingerprint(model)` (a wrapper passes its inner model's)
                       ) -> np.ndarray: # (len(dataset), d) float32
     "Embed every item of `dataset` with `model` in eval mode, without gradients (autocast on CUDA)."
-    key = model_fingerprint(model) if cache is not None else None
+    key = (fingerprint or model_fingerprint(model)) if cache is not None else None
     if cache is not None and Path(cache).exists():
         with np.load(cache) as z:
             if str(z["fingerprint"]) == key and len(z["embeddings"]) == len(dataset): return z["embeddings"]
@@ -151,25 +153,31 @@ def top1_correct(test_set, ranks:np.ndarray) -> np.ndarray: # (n_queries,) bool
     return out
 
 # %% ../nbs/02_evaluate.ipynb #7cb676bf
-def embed_test_set(model, test_set, cache_dir=None, tag:str="model", **kw) -> tuple[np.ndarray, np.ndarray]:
+def embed_test_set(model, test_set, cache_dir=None, tag:str="model",
+                   trunk_cache:TrunkCache|None=None, # a model with a frozen trunk is embedded from the trunk's cached features
+                   **kw) -> tuple[np.ndarray, np.ndarray]:
     "(query, gallery) embeddings of `test_set` by `model`; the two are shared when they are the same images."
     def path(part): return None if cache_dir is None else Path(cache_dir) / f"{test_set.name}-{part}-{tag}.npz"
-    q = extract_embeddings(model, test_set.queries, cache=path("queries"), desc=f"{test_set.name} queries", **kw)
-    if test_set.gallery is test_set.queries: return q, q
-    g = extract_embeddings(model, test_set.gallery, cache=path("gallery"), desc=f"{test_set.name} gallery", **kw)
-    return q, g
+    def embed(part, images):
+        net, data = model, images
+        if trunk_cache is not None and has_trunk(model) and not (path(part) is not None and path(part).exists()):
+            net, data = FromTrunk(model), TensorDataset(trunk_cache.features(model, images, tag=f"{test_set.name}-{part}"))
+        return extract_embeddings(net, data, cache=path(part), desc=f"{test_set.name} {part}", fingerprint=model_fingerprint(model) if path(part) else None, **kw)
+    q = embed("queries", test_set.queries)
+    return (q, q) if test_set.gallery is test_set.queries else (q, embed("gallery", test_set.gallery))
 
 # %% ../nbs/02_evaluate.ipynb #7d1e3217
 def evaluate_model(model, # the model to test
                    test_sets, # iterable of test sets (see the top of this page)
                    backend:str="faiss", # `topk` backend
                    cache_dir=None, # folder for cached embeddings
+                   trunk_cache:TrunkCache|None=None, # frozen-trunk features (see `embed_test_set`)
                    **kw, # passed to `extract_embeddings`
                   ) -> dict: # {test set name: {metric: value}}
     "Self-test M(model, model) on every test set."
     out = {}
     for ts in test_sets:
-        q, g = embed_test_set(model, ts, cache_dir, model_fingerprint(model), **kw)
+        q, g = embed_test_set(model, ts, cache_dir, model_fingerprint(model), trunk_cache, **kw)
         out[ts.name] = score_ranks(ts, rank_gallery(q, g, ts, backend))
     return out
 
@@ -179,13 +187,14 @@ def evaluate_pair(new_model, # the upgraded model: it embeds the queries
                   test_sets, # iterable of test sets
                   backend:str="faiss", # `topk` backend
                   cache_dir=None, # folder for cached embeddings (the old model's are reused across new models)
+                  trunk_cache:TrunkCache|None=None, # frozen-trunk features (see `embed_test_set`), shared by old and new models with the same trunk
                   **kw, # passed to `extract_embeddings`
                  ) -> dict: # {name: {"self": M(n,n), "cross": M(n,o), "old": M(o,o), "metrics": {...}}}
     "Self-test, cross-test and the old model's self-test for an old/new pair, on every test set."
     out = {}
     for ts in test_sets:
-        nq, ng = embed_test_set(new_model, ts, cache_dir, model_fingerprint(new_model), **kw)
-        oq, og = embed_test_set(old_model, ts, cache_dir, model_fingerprint(old_model), **kw)
+        nq, ng = embed_test_set(new_model, ts, cache_dir, model_fingerprint(new_model), trunk_cache, **kw)
+        oq, og = embed_test_set(old_model, ts, cache_dir, model_fingerprint(old_model), trunk_cache, **kw)
         m = {"self": score_ranks(ts, rank_gallery(nq, ng, ts, backend)),
              "cross": score_ranks(ts, rank_gallery(nq, og, ts, backend)),
              "old": score_ranks(ts, rank_gallery(oq, og, ts, backend))}

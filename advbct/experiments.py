@@ -18,13 +18,14 @@ from .data import extended_data_split
 from .evaluate import LabelledTestSet, evaluate_pair, embed_test_set, model_fingerprint
 from .losses import make_compat_loss
 from .files import atomic_write_text
-from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device
+from .trunk import TrunkCache, FromTrunk, has_trunk
+from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device, dataset_labels
 
 # %% auto #0
 __all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'PAPER_PROTOCOLS', 'run_key', 'run_dir',
            'is_finished', 'cached_run', 'experiment_config', 'new_model_config', 'notebook_setup',
-           'synthetic_test_sets', 'real_test_sets', 'setting_data', 'method_spec', 'train_setting', 'run_setting',
-           'sequential_upgrades', 'compatibility_matrix', 'elastic_radii', 'read_log']
+           'synthetic_test_sets', 'real_test_sets', 'setting_data', 'trunk_cache_of', 'method_spec', 'train_setting',
+           'run_setting', 'sequential_upgrades', 'compatibility_matrix', 'elastic_radii', 'read_log']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 RUN_FREE_FIELDS = ("out_dir", "device", "num_workers")  # where and how a run executes, not what it computes
@@ -74,9 +75,9 @@ def cached_run(config:TrainConfig, # the run; out_dir is replaced by the run fol
 # %% ../nbs/11_experiments.ipynb #04a38c8f
 SETTINGS = ("extended_data", "extended_class", "extended_backbone_data", "extended_backbone_class")
 # (backbone, small_input) of phi_n in the backbone settings; smoke keeps small_cnn (its backbone rows then reuse the data/class runs)
-NEW_BACKBONE = {"smoke": ("small_cnn", True), "cpu": ("small_cnn_wide", True), "paper": ("resnet50", False)}
+NEW_BACKBONE = {"smoke": ("small_cnn", True), "cpu": ("small_cnn_wide", True), "lite": ("efficientnet_lite2", False), "paper": ("resnet50", False)}
 # experiment-wide changes on top of advbct.config's profiles (the cpu profile itself is sized for `make reproduce`)
-PROFILE_CHANGES = {"smoke": dict(epochs=1, batch_size=32), "cpu": {}, "paper": {}}
+PROFILE_CHANGES = {"smoke": dict(epochs=1, batch_size=32), "cpu": {}, "lite": {}, "paper": {}}
 
 def experiment_config(profile:str, # "smoke", "cpu" or "paper"
                       setting:str, # one of SETTINGS
@@ -176,7 +177,8 @@ def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split
     small = config.dataset in ("landmarks", "synthetic")
     # decode the small test sets once per process too: every new model of a notebook is evaluated on them
     if small: test_sets = [_test_set_in_memory(t) for t in test_sets]
-    out = dict(old=_in_memory(data["old"], "old training set") if small else data["old"],
+    out = dict(tag="-".join(map(str, key)), # names the setting's images for the trunk cache (non-tensor data)
+               old=_in_memory(data["old"], "old training set") if small else data["old"],
                new=_in_memory(data["new"], "new training set") if small else data["new"],
                full=data["full"], test_sets=test_sets, split=split,
                num_old_classes=split.num_old_classes, num_classes=split.num_classes)
@@ -184,29 +186,50 @@ def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split
     return out
 
 # %% ../nbs/11_experiments.ipynb #2bb6e951
-def _old_trainer(data, progress):
-    return lambda config, resume: train_old(config, data["old"], num_classes=data["num_old_classes"], resume=resume, progress_bar=progress)
+_TRUNK_CACHES = {}
+
+def trunk_cache_of(config:TrainConfig, runs_dir) -> TrunkCache|None:
+    "The one TrunkCache of `runs_dir` (features in runs_dir/trunk) when config.cache_trunk, else None."
+    if not config.cache_trunk: return None
+    folder = (Path(runs_dir)/"trunk").resolve()
+    if folder not in _TRUNK_CACHES:
+        _TRUNK_CACHES[folder] = TrunkCache(folder, batch_size=max(256, config.batch_size), device=resolve_device(config.device), progress=False)
+    return _TRUNK_CACHES[folder]
+
+def _old_trainer(data, progress, trunk_cache=None):
+    return lambda config, resume: train_old(config, data["old"], num_classes=data["num_old_classes"], resume=resume, progress_bar=progress,
+                                            trunk_cache=trunk_cache, trunk_tag=f"{data['tag']}-old")
 
 class _OldPass:
     "The frozen old model's statistics and training-set embeddings of one setting, computed on first use and shared by its runs."
-    def __init__(self, data, old_model, config:TrainConfig, device):
-        self.data, self.old_model, self.config, self.device, self._stats, self._emb = data, old_model, config, device, None, None
+    def __init__(self, data, old_model, config:TrainConfig, device, trunk_cache:TrunkCache|None=None):
+        self.data, self.old_model, self.config, self.device, self.trunk_cache = data, old_model, config, device, trunk_cache
+        self._stats, self._emb = None, None
+    def _net_and_data(self, part:str):
+        "The old model and the images of data[part], or with a trunk cache its trainable part and the cached trunk features."
+        if self.trunk_cache is None or not has_trunk(self.old_model): return self.old_model, self.data[part]
+        labels = dataset_labels(self.data[part])
+        return FromTrunk(self.old_model), self.trunk_cache.dataset(self.old_model, self.data[part], labels, f"{self.data['tag']}-{part}")
     def stats(self, method:str):
         if method not in NEEDS_STATS: return None
         if self._stats is None:
-            self._stats = old_stats_of(self.old_model.to(self.device), self.data["old"], self.data["num_old_classes"], self.device, self.config.batch_size)
+            net, images = self._net_and_data("old")
+            self._stats = old_stats_of(net.to(self.device), images, self.data["num_old_classes"], self.device, self.config.batch_size)
         return self._stats
     def embeddings(self, config:TrainConfig):
-        if not config.cache_old_embeddings: return None
-        if self._emb is None: self._emb = embed_dataset(self.old_model, self.data["new"], self.config.batch_size, self.device, progress_bar=False)
+        # training from trunk features cannot run the old model every step: its embeddings are looked up
+        if not (config.cache_old_embeddings or config.cache_trunk): return None
+        if self._emb is None:
+            net, images = self._net_and_data("new")
+            self._emb = embed_dataset(net, images, self.config.batch_size, self.device, progress_bar=False)
         return self._emb
 
-def _new_trainer(data, old_model, progress, old_pass:_OldPass|None=None):
+def _new_trainer(data, old_model, progress, old_pass:_OldPass|None=None, trunk_cache=None):
     def train(config, resume):
         stats = old_pass.stats(config.method) if old_pass else None
         emb = old_pass.embeddings(config) if old_pass else None
         return train_new(config, data["new"], old_model, old_stats=stats, old_train_set=data["old"], num_classes=data["num_classes"],
-                         resume=resume, progress_bar=progress, old_embeddings=emb)
+                         resume=resume, progress_bar=progress, old_embeddings=emb, trunk_cache=trunk_cache, trunk_tag=f"{data['tag']}-new")
     return train
 
 def method_spec(name:str, # a key of COMPAT_LOSSES or of method_options
@@ -227,14 +250,14 @@ def train_setting(profile:str, # "smoke", "cpu" or "paper"
     "Train (or load) the old model and every method's new model of one setting and seed."
     old_config = experiment_config(profile, setting, seed, **changes)
     data = setting_data(old_config)
-    device = resolve_device(old_config.device)
-    old_model, old_dir = cached_run(old_config, _old_trainer(data, progress), runs_dir, device)
-    out = dict(old=old_model, new={}, folders={"old": old_dir}, data=data, old_config=old_config, configs={})
-    old_pass = _OldPass(data, old_model, old_config, device)  # one pass of the old model for all the setting's runs
+    device, trunk_cache = resolve_device(old_config.device), trunk_cache_of(old_config, runs_dir)
+    old_model, old_dir = cached_run(old_config, _old_trainer(data, progress, trunk_cache), runs_dir, device)
+    out = dict(old=old_model, new={}, folders={"old": old_dir}, data=data, old_config=old_config, configs={}, trunk_cache=trunk_cache)
+    old_pass = _OldPass(data, old_model, old_config, device, trunk_cache)  # one pass of the old model for all the setting's runs
     for name in tqdm(list(methods), desc=f"{setting} seed {seed}", disable=not progress):
         method, opts = method_spec(name, method_options)
         config = new_model_config(old_config, setting, method, profile, old_dir/MODEL, **opts)
-        out["new"][name], out["folders"][name] = cached_run(config, _new_trainer(data, old_model, progress, old_pass), runs_dir, device)
+        out["new"][name], out["folders"][name] = cached_run(config, _new_trainer(data, old_model, progress, old_pass, trunk_cache), runs_dir, device)
         out["configs"][name] = config
     return out
 
@@ -249,7 +272,7 @@ def run_setting(profile:str, # "smoke", "cpu" or "paper"
     "Train what is missing, evaluate every new model against the old one, and return advbct.report records (mAP fractions)."
     runs = train_setting(profile, setting, methods, seed, runs_dir, method_options, progress, **changes)
     test_sets, device = runs["data"]["test_sets"], resolve_device(runs["old_config"].device)
-    kw = dict(cache_dir=Path(runs_dir)/"embeddings", device=device, progress=progress)
+    kw = dict(cache_dir=Path(runs_dir)/"embeddings", device=device, progress=progress, trunk_cache=runs["trunk_cache"])
     # ROxford/RParis records carry their query protocol, so the report never averages the two together
     protocol = {t.name: {"protocol": t.protocol} for t in test_sets if getattr(t, "protocol", None)}
     records, old_scores = [], None

@@ -5,7 +5,7 @@
 # %% ../nbs/08_train.ipynb #af804e60
 from __future__ import annotations
 import json, math, os, random, subprocess, time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 import numpy as np
 import torch
@@ -20,13 +20,16 @@ from .files import atomic_write
 from .models import EmbeddingModel
 from .boundary import OldClassStats, old_class_stats
 from .losses import COMPAT_LOSSES, Independent, Progress, make_compat_loss
+from .trunk import TrunkCache, has_trunk
 
 # %% auto #0
 __all__ = ['NEW_INIT_OFFSET', 'PER_STEP_SCHEDULES', 'CHECKPOINT', 'MODEL', 'LOG', 'CONFIG', 'NEEDS_STATS', 'resolve_device',
            'seed_everything', 'rng_states', 'set_rng_states', 'atomic_save', 'git_commit', 'dataset_labels',
            'IndexedDataset', 'epoch_loader', 'init_seed', 'build_model', 'embedding_dim', 'load_state_strict',
            'save_model', 'load_model', 'make_optimizer', 'onecycle_factor', 'make_scheduler', 'distributed_env',
-           'init_distributed', 'TrainStep', 'embed_dataset', 'train_old', 'old_stats_of', 'train_new']
+           'init_distributed', 'TrainStep', 'embed_dataset', 'training_inputs', 'old_embeddings_of', 'place_modules',
+           'steps_per_epoch_of', 'restore_checkpoint', 'start_run_files', 'train_epoch', 'save_epoch', 'train_old',
+           'old_stats_of', 'train_new']
 
 # %% ../nbs/08_train.ipynb #a5ee109f
 def resolve_device(name:str="auto", # "auto", "cpu", "cuda", "cuda:1", ...
@@ -108,14 +111,20 @@ def init_seed(config:TrainConfig) -> int:
     if config.init_seed is not None: return config.init_seed
     return config.seed if config.is_old else config.seed + NEW_INIT_OFFSET
 
-def build_model(config:TrainConfig, # backbone, dim, classifier, small_input, seed / init_seed, method
-                num_classes:int) -> EmbeddingModel:
+def build_model(config:TrainConfig, # backbone, dim, classifier, small_input, pretrained, trainable_from, seed / init_seed, method
+                num_classes:int,
+                load_pretrained:bool=True, # False: the pretrained model's structure (input normalisation included) without reading its weights
+               ) -> EmbeddingModel:
     "A fresh EmbeddingModel of the config, initialised from `init_seed(config)`."
     # a new model must not start from its old model's weights: an "independent" phi* would then be partly
     # compatible by accident (measured on the embedded benchmark: cross-test 45.8 rparis_mini, 4 epochs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed(config))
-        return EmbeddingModel(config.backbone, config.dim, num_classes, config.classifier, small_input=config.small_input)
+        # pretrained backbone weights (old and new models alike) are loaded over the seeded initialisation: only the neck,
+        # BN and classifier keep seed-separated random weights
+        return EmbeddingModel(config.backbone, config.dim, num_classes, config.classifier, small_input=config.small_input,
+                              pretrained=config.pretrained if load_pretrained else None, trainable_from=config.trainable_from,
+                              normalize=config.pretrained is not None)
 
 def embedding_dim(model:nn.Module) -> int:
     "Output size of an EmbeddingModel (its neck's output features)."
@@ -144,7 +153,8 @@ def load_model(path:str|Path, # a model.pt written by `save_model`
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or not {"model", "config", "num_classes"} <= set(ckpt):
         raise ValueError(f"load_model: {path} is not a model checkpoint (needs keys model, config, num_classes)")
-    model = build_model(TrainConfig(**ckpt["config"]), ckpt["num_classes"])
+    # the checkpoint holds every weight: no need to read (or download) the pretrained file again
+    model = build_model(TrainConfig(**ckpt["config"]), ckpt["num_classes"], load_pretrained=False)
     load_state_strict(model, ckpt["model"], f"old checkpoint {path}")
     return model.to(device).eval()
 
@@ -192,14 +202,15 @@ def init_distributed(device:torch.device) -> tuple[int, int]:
 
 # %% ../nbs/08_train.ipynb #d923da48
 class TrainStep(nn.Module):
-    "model + compatibility loss: images, old embeddings, labels -> new embeddings, logits and loss terms."
-    def __init__(self, model:nn.Module, compat:nn.Module):
+    "model + compatibility loss: inputs (images, or trunk features), old embeddings, labels -> new embeddings and loss terms."
+    def __init__(self, model:nn.Module, compat:nn.Module,
+                 from_trunk:bool=False): # inputs are frozen-trunk features: run only `model.forward_from_trunk`
         super().__init__()
-        self.model, self.compat = model, compat
+        self.model, self.compat, self.from_trunk = model, compat, from_trunk
 
-    def forward(self, images, f_old, labels, progress:Progress, autocast:bool=False):
+    def forward(self, inputs, f_old, labels, progress:Progress, autocast:bool=False):
         with torch.autocast("cuda", enabled=autocast):
-            f_new = self.model(images)
+            f_new = self.model.forward_from_trunk(inputs) if self.from_trunk else self.model(inputs)
         f_new = f_new.float()  # the losses (acos, normalisation, margins) run in float32
         terms = {"ce": F.cross_entropy(self.model.logits(f_new, labels), labels)}
         compat = {} if f_old is None else self.compat(f_new, f_old.float(), labels, progress)
@@ -227,107 +238,164 @@ def embed_dataset(model:nn.Module, dataset, batch_size:int, device:torch.device,
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     return torch.cat([model(b[0].to(device)).float() for b in tqdm(loader, desc="old embeddings", leave=False, disable=not progress_bar)])
 
+def training_inputs(config:TrainConfig, model:nn.Module, train_set,
+                    trunk_cache:TrunkCache|None=None, # where trunk features are kept (default: memory only)
+                    trunk_tag:str|None=None, # names a train_set that is not a TensorDataset (see `trunk.dataset_fingerprint`)
+                   ):
+    "What the loop feeds the model: the training images, or with config.cache_trunk their frozen-trunk features."
+    if not config.cache_trunk: return train_set
+    if not has_trunk(model): raise ValueError("TrainConfig.cache_trunk needs a frozen trunk: set trainable_from (e.g. 11 for efficientnet_lite0)")
+    cache = trunk_cache or TrunkCache(batch_size=max(config.batch_size, 256), progress=False)
+    return cache.dataset(model, train_set, dataset_labels(train_set), trunk_tag)
+
+def old_embeddings_of(config:TrainConfig, old_model:nn.Module|None, train_set, device:torch.device,
+                      old_embeddings:torch.Tensor|None=None, # passed in (shared by several runs)
+                      must_cache:bool=False, # True when the loop cannot run the old model (it sees trunk features)
+                      progress_bar:bool=True) -> torch.Tensor|None:
+    "The frozen old model's embeddings of the training set in order, or None when the old model runs every step."
+    if old_model is None: return None
+    old_model.to(device).eval().requires_grad_(False)
+    if old_embeddings is not None:
+        if len(old_embeddings) != len(train_set): raise ValueError(f"old_embeddings: {len(old_embeddings)} rows for a training set of {len(train_set)} samples")
+        return old_embeddings.to(device)
+    if not (config.cache_old_embeddings or must_cache): return None
+    return embed_dataset(old_model, train_set, config.batch_size, device, config.num_workers, progress_bar)
+
+def place_modules(config:TrainConfig, model:nn.Module, compat:nn.Module, device:torch.device, world:int,
+                  from_trunk:bool=False) -> TrainStep:
+    "Model and loss on `device` (channels-last; SyncBatchNorm under DDP, the discriminator's too) in one TrainStep."
+    model.to(device); compat.to(device)
+    if config.channels_last: model.to(memory_format=torch.channels_last)
+    if world > 1 and config.sync_bn and device.type == "cuda":
+        # as in the reference every BN of the step syncs; the discriminator's two calls each normalise one domain's global batch
+        model, compat = nn.SyncBatchNorm.convert_sync_batchnorm(model), nn.SyncBatchNorm.convert_sync_batchnorm(compat)
+    return TrainStep(model, compat, from_trunk)
+
+def steps_per_epoch_of(n:int, batch_size:int, world:int) -> int:
+    "Optimiser steps per epoch (the last, short batch of each process is dropped); raises when there is not one."
+    steps = n // world // batch_size
+    if steps == 0: raise ValueError(f"training set of {n} samples is smaller than one batch ({batch_size} x {world} processes)")
+    return steps
+
+# %% ../nbs/08_train.ipynb #a7f1c2d0
+@dataclass
+class _Run:
+    "Everything one training loop touches."
+    config: TrainConfig
+    step: TrainStep
+    ddp: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: object
+    inputs: object
+    old_model: nn.Module|None
+    old_cache: torch.Tensor|None
+    device: torch.device
+    rank: int
+    world: int
+    num_classes: int
+    steps_per_epoch: int
+    progress_bar: bool
+
+    @property
+    def amp(self) -> bool: return self.config.amp and self.device.type == "cuda"
+    @property
+    def is_main(self) -> bool: return self.rank == 0
+
+def restore_checkpoint(run:_Run, path:Path) -> int:
+    "Load model, loss, optimiser, scheduler, scaler and RNG states; the 0-based epoch to continue from."
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    load_state_strict(run.step.model, ckpt["model"], f"checkpoint {path}")
+    load_state_strict(run.step.compat, ckpt["compat"], f"checkpoint {path} (loss module)")
+    run.optimizer.load_state_dict(ckpt["optimizer"]); run.scheduler.load_state_dict(ckpt["scheduler"])
+    if run.scaler is not None and ckpt.get("scaler"): run.scaler.load_state_dict(ckpt["scaler"])
+    set_rng_states(ckpt["rng"])
+    return ckpt["epoch"] + 1
+
+def start_run_files(run:_Run, out:Path, start_epoch:int, resume:bool):
+    "config.yaml (with commit, seed, world size) and a log holding only the epochs the checkpoint covers."
+    run.config.to_yaml(out/CONFIG, git_commit=git_commit(), seed=run.config.seed, world_size=run.world, num_classes=run.num_classes,
+                       resumed_from_epoch=start_epoch if start_epoch else None)
+    log_path = out/LOG
+    # a crash between log line and checkpoint must not leave a duplicate line
+    kept = [l for l in (log_path.read_text().splitlines() if resume and log_path.exists() else []) if l.strip() and json.loads(l)["epoch"] < start_epoch]
+    log_path.write_text("".join(l + "\n" for l in kept))
+
+def train_epoch(run:_Run, epoch:int) -> dict:
+    "One epoch of optimiser steps; the epoch's mean loss terms, lr, discriminator accuracy and seconds."
+    config, device = run.config, run.device
+    run.step.train()
+    t0, sums, disc_acc, n = time.time(), {}, [], 0
+    per_step = config.schedule in PER_STEP_SCHEDULES
+    loader = epoch_loader(run.inputs, config.batch_size, config.seed, epoch, run.rank, run.world, config.num_workers, pin_memory=device.type == "cuda")
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (run.progress_bar and run.is_main), leave=False)
+    for step, (inputs, labels, index) in enumerate(bar):
+        global_step = epoch * run.steps_per_epoch + step
+        labels = torch.as_tensor(labels).long()
+        _check_labels(labels, run.num_classes, epoch, step)
+        inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if config.channels_last and inputs.dim() == 4: inputs = inputs.contiguous(memory_format=torch.channels_last)
+        f_old = None
+        if run.old_cache is not None: f_old = run.old_cache[index.to(device)]
+        elif run.old_model is not None:
+            with torch.no_grad(), torch.autocast("cuda", enabled=run.amp): f_old = run.old_model(inputs)
+        f_new, terms, compat_terms = run.ddp(inputs, f_old, labels, Progress(epoch, config.epochs, global_step, run.steps_per_epoch * config.epochs), run.amp)
+        loss = terms["ce"] + config.compat_weight * sum(compat_terms.values(), torch.zeros((), device=device))
+        values = dict(zip(["ce", *compat_terms, "total"], torch.stack([terms["ce"].detach(), *[v.detach() for v in compat_terms.values()], loss.detach()]).tolist()))
+        _check_finite(values, epoch, step, global_step)
+        run.optimizer.zero_grad(set_to_none=True)
+        if run.scaler is not None and run.amp:
+            run.scaler.scale(loss).backward(); run.scaler.step(run.optimizer); run.scaler.update()
+        else:
+            loss.backward(); run.optimizer.step()
+        if per_step: run.scheduler.step()
+        for k, v in values.items(): sums[k] = sums.get(k, 0.0) + v
+        if math.isfinite(getattr(run.step.compat, "last_disc_acc", float("nan"))): disc_acc.append(run.step.compat.last_disc_acc)
+        n += 1
+        if run.is_main and step % 10 == 0: bar.set_postfix(loss=f"{values['total']:.3f}")
+    record = {"epoch": epoch, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": run.optimizer.param_groups[0]["lr"]}
+    if disc_acc: record["disc_acc"] = float(np.mean(disc_acc))
+    if not per_step: run.scheduler.step()
+    record["seconds"] = round(time.time() - t0, 3)
+    return record
+
+def save_epoch(run:_Run, out:Path, epoch:int, record:dict):
+    "Atomic checkpoint of everything a resume needs, then the epoch's log line (rank 0 only)."
+    if not run.is_main: return
+    atomic_save({"model": run.step.model.state_dict(), "compat": run.step.compat.state_dict(), "optimizer": run.optimizer.state_dict(),
+                 "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+                 "rng": rng_states(), "epoch": epoch, "config": asdict(run.config), "num_classes": run.num_classes,
+                 "world_size": run.world}, out/CHECKPOINT)
+    with open(out/LOG, "a") as f: f.write(json.dumps(record) + "\n")
+
+# %% ../nbs/08_train.ipynb #b8e2d3f1
 def _fit(config:TrainConfig, train_set, model:nn.Module, compat:nn.Module, old_model:nn.Module|None,
          num_classes:int, device:torch.device, rank:int, world:int, resume:bool, overwrite:bool,
-         stop_after:int|None, progress_bar:bool, old_embeddings:torch.Tensor|None=None) -> nn.Module:
+         stop_after:int|None, progress_bar:bool, old_embeddings:torch.Tensor|None=None,
+         trunk_cache:TrunkCache|None=None, trunk_tag:str|None=None) -> nn.Module:
     out = Path(config.out_dir)
-    ckpt_path, model_path = out/CHECKPOINT, out/MODEL
-    is_main = rank == 0
-    if not resume and not overwrite and (ckpt_path.exists() or model_path.exists()):
+    if not resume and not overwrite and ((out/CHECKPOINT).exists() or (out/MODEL).exists()):
         raise FileExistsError(f"{out} already holds a run ({CHECKPOINT} or {MODEL}); pass resume=True to continue it or overwrite=True to start again")
-    cuda = device.type == "cuda"
-    # channels-last also pays on CPU (measured about 1.2x faster for the small CNN on 2 cores); AMP is CUDA only
-    use_amp, use_cl = config.amp and cuda, config.channels_last
-    model.to(device)
-    if use_cl: model.to(memory_format=torch.channels_last)
-    if world > 1 and config.sync_bn and cuda: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    compat.to(device)
-    step_module = TrainStep(model, compat)
-    params = [p for p in step_module.parameters() if p.requires_grad]
-    steps_per_epoch = len(train_set) // world // config.batch_size if len(train_set) // world >= config.batch_size else 0
-    if steps_per_epoch == 0: raise ValueError(f"training set of {len(train_set)} samples is smaller than one batch ({config.batch_size} x {world} processes)")
-    optimizer = make_optimizer(config, params)
-    scheduler = make_scheduler(config, optimizer, steps_per_epoch)
-    per_step = config.schedule in PER_STEP_SCHEDULES
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp) if cuda else None
-
-    old_cache = None
-    if old_model is not None:
-        old_model.to(device).eval().requires_grad_(False)
-        if old_embeddings is not None:
-            if len(old_embeddings) != len(train_set): raise ValueError(f"old_embeddings: {len(old_embeddings)} rows for a training set of {len(train_set)} samples")
-            old_cache = old_embeddings.to(device)
-        elif config.cache_old_embeddings: old_cache = embed_dataset(old_model, train_set, config.batch_size, device, config.num_workers, progress_bar and is_main)
-
-    start_epoch = 0
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        load_state_strict(model, ckpt["model"], f"checkpoint {ckpt_path}")
-        load_state_strict(compat, ckpt["compat"], f"checkpoint {ckpt_path} (loss module)")
-        optimizer.load_state_dict(ckpt["optimizer"]); scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"): scaler.load_state_dict(ckpt["scaler"])
-        set_rng_states(ckpt["rng"])
-        start_epoch = ckpt["epoch"] + 1
-    else:
-        seed_everything(config.seed + rank)
-
-    if is_main:
-        config.to_yaml(out/CONFIG, git_commit=git_commit(), seed=config.seed, world_size=world, num_classes=num_classes,
-                       resumed_from_epoch=start_epoch if start_epoch else None)
-        log_path = out/LOG
-        # keep only the epochs the checkpoint covers: a crash between log line and checkpoint must not leave a duplicate
-        kept = [l for l in (log_path.read_text().splitlines() if resume and log_path.exists() else []) if l.strip() and json.loads(l)["epoch"] < start_epoch]
-        log_path.write_text("".join(l + "\n" for l in kept))
-
-    ddp = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if cuda else None) if world > 1 else step_module
-    total_steps = steps_per_epoch * config.epochs
+    inputs = training_inputs(config, model, train_set, trunk_cache, trunk_tag)
+    old_cache = old_embeddings_of(config, old_model, train_set, device, old_embeddings, must_cache=inputs is not train_set,
+                                  progress_bar=progress_bar and rank == 0)
+    step = place_modules(config, model, compat, device, world, from_trunk=inputs is not train_set)
+    steps = steps_per_epoch_of(len(train_set), config.batch_size, world)
+    optimizer = make_optimizer(config, [p for p in step.parameters() if p.requires_grad])
+    ddp = nn.parallel.DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else step
+    run = _Run(config, step, ddp, optimizer, make_scheduler(config, optimizer, steps),
+               torch.amp.GradScaler("cuda", enabled=config.amp) if device.type == "cuda" else None,
+               inputs, old_model, old_cache, device, rank, world, num_classes, steps, progress_bar)
+    if resume and (out/CHECKPOINT).exists(): start_epoch = restore_checkpoint(run, out/CHECKPOINT)
+    else: start_epoch = 0; seed_everything(config.seed + rank)
+    if run.is_main: start_run_files(run, out, start_epoch, resume)
     last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, last_epoch):
-        step_module.train()
-        t0 = time.time()
-        loader = epoch_loader(train_set, config.batch_size, config.seed, epoch, rank, world, config.num_workers, pin_memory=cuda)
-        sums, disc_acc, n = {}, [], 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress_bar and is_main), leave=False)
-        for step, (images, labels, index) in enumerate(bar):
-            global_step = epoch * steps_per_epoch + step
-            labels = torch.as_tensor(labels).long()
-            _check_labels(labels, num_classes, epoch, step)
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            if use_cl: images = images.contiguous(memory_format=torch.channels_last)
-            f_old = None
-            if old_model is not None:
-                if old_cache is not None: f_old = old_cache[index.to(device)]
-                else:
-                    with torch.no_grad(), torch.autocast("cuda", enabled=use_amp): f_old = old_model(images)
-            progress = Progress(epoch, config.epochs, global_step, total_steps)
-            f_new, terms, compat_terms = ddp(images, f_old, labels, progress, use_amp)
-            loss = terms["ce"] + config.compat_weight * sum(compat_terms.values(), torch.zeros((), device=device))
-            values = dict(zip(["ce", *compat_terms, "total"], torch.stack([terms["ce"].detach(), *[v.detach() for v in compat_terms.values()], loss.detach()]).tolist()))
-            _check_finite(values, epoch, step, global_step)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None and use_amp:
-                scaler.scale(loss).backward(); scaler.step(optimizer); scaler.update()
-            else:
-                loss.backward(); optimizer.step()
-            if per_step: scheduler.step()
-            for k, v in values.items(): sums[k] = sums.get(k, 0.0) + v
-            if math.isfinite(getattr(compat, "last_disc_acc", float("nan"))): disc_acc.append(compat.last_disc_acc)
-            n += 1
-            if is_main and step % 10 == 0: bar.set_postfix(loss=f"{values['total']:.3f}")
-        record = {"epoch": epoch, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": optimizer.param_groups[0]["lr"]}
-        if disc_acc: record["disc_acc"] = float(np.mean(disc_acc))
-        if not per_step: scheduler.step()
-        record["seconds"] = round(time.time() - t0, 3)
-        if is_main:
-            atomic_save({"model": model.state_dict(), "compat": compat.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
-                         "rng": rng_states(), "epoch": epoch, "config": asdict(config), "num_classes": num_classes,
-                         "world_size": world}, ckpt_path)
-            with open(out/LOG, "a") as f: f.write(json.dumps(record) + "\n")
+        save_epoch(run, out, epoch, train_epoch(run, epoch))
         if world > 1: dist.barrier()
-    if last_epoch == config.epochs and is_main: save_model(model, config, num_classes, model_path)
+    if last_epoch == config.epochs and run.is_main: save_model(step.model, config, num_classes, out/MODEL)
     if world > 1: dist.barrier()
-    return model
+    return step.model
 
 # %% ../nbs/08_train.ipynb #f1e9625d
 def _setup(config:TrainConfig):
@@ -350,12 +418,16 @@ def train_old(config:TrainConfig, # config.method should be "old"
               resume:bool=False, # continue from out_dir/checkpoint.pt when it exists
               overwrite:bool=False, # start afresh even when out_dir holds a run
               stop_after:int|None=None, # train at most this many epochs in this call (then resume)
-              progress_bar:bool=True) -> nn.Module:
+              progress_bar:bool=True,
+              trunk_cache:TrunkCache|None=None, # with config.cache_trunk: where the frozen trunk's features are kept and shared
+              trunk_tag:str|None=None, # names a train_set that is not a TensorDataset, for the trunk cache's key
+             ) -> nn.Module:
     "Train the old model with cross-entropy alone; writes checkpoints, log and model.pt to config.out_dir."
     device, rank, world = _setup(config)
     num_classes = _num_classes(train_set, num_classes)
     model = model if model is not None else build_model(config, num_classes)
-    return _fit(config, train_set, model, Independent(), None, num_classes, device, rank, world, resume, overwrite, stop_after, progress_bar)
+    return _fit(config, train_set, model, Independent(), None, num_classes, device, rank, world, resume, overwrite, stop_after, progress_bar,
+                trunk_cache=trunk_cache, trunk_tag=trunk_tag)
 
 NEEDS_STATS = ("lce", "unibct", "advbct")
 
@@ -376,6 +448,8 @@ def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
               model:nn.Module|None=None, # a prepared new model (default: `build_model(config, num_classes)`)
               resume:bool=False, overwrite:bool=False, stop_after:int|None=None, progress_bar:bool=True,
               old_embeddings:torch.Tensor|None=None, # (N, d) old-model embeddings of train_set in order, used instead of running the old model (e.g. `embed_dataset`, shared by several runs)
+              trunk_cache:TrunkCache|None=None, # with config.cache_trunk: where the frozen trunk's features are kept and shared
+              trunk_tag:str|None=None, # names a train_set that is not a TensorDataset, for the trunk cache's key
              ) -> nn.Module:
     "Train a new model with cross-entropy + the compatibility loss of config.method against the frozen old model."
     if config.method == OLD_METHOD: raise ValueError("train_new: config.method is 'old'; use train_old for the old model")
@@ -397,5 +471,7 @@ def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
         raise ValueError(f"train_new: old_stats cover {old_stats.num_classes} classes, the old classifier {num_old}")
     compat = make_compat_loss(config.method, old_classifier_weight=old_weight, num_old_classes=num_old,
                               stats=old_stats.to(device) if old_stats is not None else None, new_classifier=model.classifier,
-                              dim=config.dim, boundary=config.boundary, adversarial=config.adversarial, T=config.T, seed=config.seed)
-    return _fit(config, train_set, model, compat, old_model, num_classes, device, rank, world, resume, overwrite, stop_after, progress_bar, old_embeddings)
+                              dim=config.dim, boundary=config.boundary, adversarial=config.adversarial, T=config.T, seed=config.seed,
+                              discriminator_batches=config.discriminator_batches)
+    return _fit(config, train_set, model, compat, old_model, num_classes, device, rank, world, resume, overwrite, stop_after, progress_bar,
+                old_embeddings, trunk_cache, trunk_tag)

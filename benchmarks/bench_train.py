@@ -5,6 +5,11 @@ CPU, small_cnn at 32 px, batch 128, d = 256, random tensors; median over the tim
 Methods are timed round-robin (one step of each per round) so machine load affects them alike.
 Each method is timed with the frozen old model's forward pass in every step (as the reference code does) and
 AdvBCT also with the old embeddings precomputed (TrainConfig.cache_old_embeddings, valid without random augmentation).
+
+The "pretrained" section times the pretrained cpu backbone (the `lite` profile: EfficientNet-Lite0 with ImageNet weights
+from its wheel, 64 px, batch 32, blocks 11+ trained): each method's step relative to phi* with the old embeddings cached,
+all on cached trunk features (TrainConfig.cache_trunk), and images/s with the trunk cached, with the frozen trunk
+recomputed every step, and with the whole backbone trained.
 The last line printed is one JSON object.
 """
 import argparse, json, math, statistics, time
@@ -14,6 +19,7 @@ from advbct.boundary import class_stats_from_embeddings
 from advbct.config import profile
 from advbct.losses import COMPAT_LOSSES, Progress, make_compat_loss, arcface_logits
 from advbct.train import TrainStep, build_model, make_optimizer
+from dataclasses import replace
 
 
 def setup(args):
@@ -108,6 +114,54 @@ def loop_losses(stats, old_weight, num_old):
     return {"l2": l2, "bct": bct, "lce": lce, "unibct": unibct, "hot_refresh": hot_refresh, "advbct": advbct_p2s}
 
 
+def pretrained_steps(args):
+    "Step times of the pretrained cpu configuration: per method on cached trunk features, and images/s three ways."
+    g = torch.Generator().manual_seed(2)
+    cfg = profile("lite", batch_size=args.lite_batch)
+    images = torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size, generator=g)
+    labels = torch.randint(0, args.classes, (cfg.batch_size,), generator=g)
+    old = build_model(cfg, args.old_classes).eval().requires_grad_(False)
+    with torch.no_grad(): f_cache = old(images)
+    stats = class_stats_from_embeddings(torch.randn(20 * args.old_classes, cfg.dim, generator=g),
+                                        torch.arange(20 * args.old_classes) % args.old_classes, args.old_classes)
+
+    def runner(method, config, from_trunk):
+        model = build_model(replace(config, method=method), args.classes)
+        compat = make_compat_loss(method, old_classifier_weight=old.classifier.weight, num_old_classes=args.old_classes,
+                                  stats=stats, new_classifier=model.classifier, dim=config.dim)
+        step_module = TrainStep(model, compat, from_trunk=from_trunk).train()
+        model.to(memory_format=torch.channels_last)
+        opt = make_optimizer(config, [p for p in step_module.parameters() if p.requires_grad])
+        with torch.no_grad(): inputs = model.forward_trunk(images) if from_trunk else images
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+        state = {"step": 0}
+        def run():
+            progress = Progress(0, 3, state["step"], 1000)
+            _, terms, compat_terms = step_module(inputs, None if method == "independent" else f_cache, labels, progress)
+            loss = terms["ce"] + sum(compat_terms.values(), torch.zeros(()))
+            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); state["step"] += 1
+        return run
+
+    runners = {m: runner(m, cfg, True) for m in COMPAT_LOSSES}
+    runners["independent+trunk_recomputed"] = runner("independent", cfg, False)
+    runners["independent+full_finetune"] = runner("independent", replace(cfg, trainable_from=None), False)
+    for _ in range(args.warmup):
+        for r in runners.values(): r()
+    times = {k: [] for k in runners}
+    for _ in range(args.lite_steps):
+        for k, r in runners.items():
+            t = time.perf_counter(); r(); times[k].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base = med["independent"]
+    return {"profile": "lite", "backbone": cfg.backbone, "pretrained": cfg.pretrained, "image_size": cfg.image_size,
+            "batch": cfg.batch_size, "trainable_from": cfg.trainable_from, "steps": args.lite_steps,
+            "step_ms": {k: round(v * 1e3, 1) for k, v in med.items()},
+            "step_time_vs_phi_star_cached_old": {m: round(med[m] / base, 3) for m in COMPAT_LOSSES if m != "independent"},
+            "images_per_s": {"trunk_cached": round(cfg.batch_size / base, 1),
+                             "trunk_recomputed": round(cfg.batch_size / med["independent+trunk_recomputed"], 1),
+                             "full_finetune": round(cfg.batch_size / med["independent+full_finetune"], 1)}}
+
+
 def time_it(fn, warmup, steps):
     for _ in range(warmup): fn()
     ts = []
@@ -124,6 +178,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20); ap.add_argument("--warmup", type=int, default=3)
     # 1 thread by default: on a shared 2-core machine, 2 OpenMP threads spend ~100 ms per op waiting for a busy core
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lite-batch", type=int, default=32); ap.add_argument("--lite-steps", type=int, default=10)
+    ap.add_argument("--no-pretrained", action="store_true", help="skip the pretrained (EfficientNet-Lite0) section")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads); torch.manual_seed(0)
     cfg, images, labels, old, stats = setup(args)
@@ -177,6 +233,10 @@ def main(argv=None):
               "step_time_vs_phi_star": step_ratio,
               "advbct_vs_phi_star": step_ratio["advbct"], "advbct_cached_old_vs_phi_star": step_ratio["advbct+cached_old"],
               "loss_forward_backward": loss_times}
+    if not args.no_pretrained:
+        result["pretrained"] = pretrained_steps(args)
+        print("pretrained cpu backbone:", json.dumps(result["pretrained"]["step_time_vs_phi_star_cached_old"]),
+              "images/s:", json.dumps(result["pretrained"]["images_per_s"]))
     print(json.dumps(result))
 
 
