@@ -240,12 +240,15 @@ def embed_dataset(model:nn.Module, dataset, batch_size:int, device:torch.device,
 
 def training_inputs(config:TrainConfig, model:nn.Module, train_set,
                     trunk_cache:TrunkCache|None=None, # where trunk features are kept (default: memory only)
-                    trunk_tag:str|None=None, # names a train_set that is not a TensorDataset (see `trunk.dataset_fingerprint`)
+                    trunk_tag:str|None=None, # names a train_set that is not a TensorDataset (default: the config's data fields)
                    ):
     "What the loop feeds the model: the training images, or with config.cache_trunk their frozen-trunk features."
     if not config.cache_trunk: return train_set
     if not has_trunk(model): raise ValueError("TrainConfig.cache_trunk needs a frozen trunk: set trainable_from (e.g. 11 for efficientnet_lite0)")
     cache = trunk_cache or TrunkCache(batch_size=max(config.batch_size, 256), progress=False)
+    if trunk_tag is None:  # the data fields decide which images a run trains on (the CLI's `training_data`)
+        trunk_tag = "|".join(map(str, (config.dataset, config.root, config.image_size, config.setting, config.split_fraction,
+                                       config.split_seed, "old" if config.is_old else "new")))
     return cache.dataset(model, train_set, dataset_labels(train_set), trunk_tag)
 
 def old_embeddings_of(config:TrainConfig, old_model:nn.Module|None, train_set, device:torch.device,
