@@ -67,7 +67,8 @@ def test_reproduce_smoke(tmp_path):
             f = figures / f"{stem}{suffix}"
             assert f.is_file() and f.stat().st_size > 1000, f
     abl = pd.read_csv(tables / "ablations.csv")
-    assert list(abl.method) == ["old", "independent", "p2s_fixed", "p2s_elastic", "adv_only", "advbct", "advbct_T0.5", "advbct_T1.5"]
+    assert list(abl.method) == ["old", "independent", "p2s_fixed", "p2s_fixed_min", "p2s_elastic", "adv_only", "advbct",
+                                "advbct_joint_disc", "advbct_T0.5", "advbct_T1.5"]
     back = pd.read_csv(tables / "backfilling.csv")
     assert len(back) == 7 and back.drop(columns=["method"]).map(lambda v: 0 <= v <= 100).all().all()
     for c in json.loads((tables / "backfilling_curves.json").read_text()):
