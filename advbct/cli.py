@@ -7,51 +7,12 @@ from __future__ import annotations
 import argparse, sys
 from dataclasses import asdict
 from pathlib import Path
-import numpy as np
-import torch
-from torch.utils.data import TensorDataset
 from .config import TrainConfig, PROFILES, profile, with_overrides, yaml_fields
-from .data import extended_data_split, extended_class_split
-from .train import train_old, train_new, load_model, dataset_labels
+from .datasets import training_data
+from .train import train_old, train_new, load_model
 
 # %% auto #0
-__all__ = ['synthetic_dataset', 'training_data', 'load_config', 'build_parser', 'main']
-
-# %% ../nbs/09_cli.ipynb #e9ed2f3f
-def synthetic_dataset(n:int=256, # number of images
-                      num_classes:int=8, # classes; class c's images have mean brightness c / num_classes
-                      size:int=16, # image side
-                      seed:int=0) -> TensorDataset:
-    "Random (image, label) pairs whose mean colour depends on the class: a learnable toy set for smoke runs."
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randperm(n, generator=g) % num_classes
-    images = torch.randn(n, 3, size, size, generator=g) * 0.5 + (labels.float() / num_classes)[:, None, None, None]
-    return TensorDataset(images, labels)
-
-def _resize_transform(size:int):
-    import torchvision.transforms as T
-    return T.Compose([T.Resize((size, size)), T.ToTensor()])
-
-def training_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed
-                 ) -> dict:
-    "The full training set, its old/new split and the old and new training sets (labels remapped)."
-    if config.dataset == "synthetic":
-        full = synthetic_dataset(size=config.image_size, seed=config.split_seed)
-    elif config.dataset == "landmarks":
-        from advbct.landmarks import load_landmarks
-        full = load_landmarks(config.root, size=config.image_size).train
-    elif config.dataset == "gldv2":
-        from advbct.data import GLDv2Train
-        if config.root is None: raise ValueError("dataset 'gldv2' needs root (the folder with train_clean.csv and train/)")
-        full = GLDv2Train(config.root, transform=_resize_transform(config.image_size))
-    else:
-        from advbct.data import ImageFolderDataset
-        if config.root is None: raise ValueError("dataset 'folder' needs root (a folder of class folders)")
-        full = ImageFolderDataset(config.root, transform=_resize_transform(config.image_size))
-    labels = dataset_labels(full).numpy()
-    make_split = extended_data_split if config.setting == "extended_data" else extended_class_split
-    split = make_split(labels, config.split_seed, config.split_fraction)
-    return {"full": full, "split": split, "old": split.old_dataset(full), "new": split.new_dataset(full)}
+__all__ = ['load_config', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #6b271309
 def load_config(config_file:str|None=None, # YAML with any subset of TrainConfig's fields
