@@ -11,6 +11,7 @@ import yaml
 from .losses import COMPAT_LOSSES, BOUNDARIES, DISCRIMINATOR_BATCHES
 from .models import BACKBONES
 from .files import atomic_write_text
+from .landmarks import LANDMARK_VARIANTS
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'DATASETS', 'SETTINGS', 'OLD_METHOD', 'PROFILES', 'TrainConfig', 'with_overrides',
@@ -70,6 +71,7 @@ class TrainConfig:
     setting: str = "extended_data" # "extended_data" or "extended_class"
     split_fraction: float = 0.3    # old share of the images (extended-data) or classes (extended-class)
     split_seed: int = 0
+    test_variants: list[str] = field(default_factory=lambda: ["clean"]) # landmarks: test-set variants evaluated ("seen": new views of training places, "clean": places never trained on)
     out_dir: str = "runs/default"
 
     def __post_init__(self): self.validate()
@@ -85,6 +87,9 @@ class TrainConfig:
             if getattr(self, name) <= 0: raise ValueError(f"TrainConfig.{name}: must be positive, got {getattr(self, name)}")
         if not 0 < self.split_fraction < 1: raise ValueError(f"TrainConfig.split_fraction: must lie in (0, 1), got {self.split_fraction}")
         if self.lr <= 0: raise ValueError(f"TrainConfig.lr: must be positive, got {self.lr}")
+        bad = [v for v in self.test_variants if v not in LANDMARK_VARIANTS]
+        if bad or not self.test_variants or len(set(self.test_variants)) != len(self.test_variants):
+            raise ValueError(f"TrainConfig.test_variants: must be distinct values of {LANDMARK_VARIANTS}, got {self.test_variants}")
         if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
             raise ValueError(f"TrainConfig.pretrained: must be None, 'imagenet' or a weights file path, got {self.pretrained!r}")
         if self.trainable_from is not None and (isinstance(self.trainable_from, bool) or not isinstance(self.trainable_from, int) or self.trainable_from < 0):

@@ -26,7 +26,8 @@ __all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANG
            'run_setting', 'sequential_upgrades', 'compatibility_matrix', 'elastic_radii', 'read_log']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
-RUN_FREE_FIELDS = ("out_dir", "device", "num_workers")  # where and how a run executes, not what it computes
+# where and how a run executes, or what it is evaluated on, not what it trains
+RUN_FREE_FIELDS = ("out_dir", "device", "num_workers", "test_variants")
 
 def run_key(config:TrainConfig, # the run's configuration
             length:int=10, # hex digits kept
@@ -189,7 +190,8 @@ def run_setting(profile:str, # "smoke", "cpu" or "paper"
     test_sets, device = runs["data"]["test_sets"], resolve_device(runs["old_config"].device)
     kw = dict(cache_dir=Path(runs_dir)/"embeddings", device=device, progress=progress, trunk_cache=runs["trunk_cache"])
     # ROxford/RParis records carry their query protocol, so the report never averages the two together
-    protocol = {t.name: {"protocol": t.protocol} for t in test_sets if getattr(t, "protocol", None)}
+    # and embedded-benchmark records their variant (seen / clean), so tables can be made per variant
+    protocol = {t.name: {k: getattr(t, k) for k in ("protocol", "variant") if getattr(t, k, None)} for t in test_sets}
     records, old_scores = [], None
     for name, model in runs["new"].items():
         scores = evaluate_pair(model, runs["old"], test_sets, **kw)

@@ -452,6 +452,8 @@ def load_landmarks(root=None, # data folder; None: `default_landmarks_root(size,
     variants = (variants,) if isinstance(variants, str) else tuple(variants)
     if not variants or len(set(variants)) != len(variants) or not set(variants) <= set(LANDMARK_VARIANTS):
         raise ValueError(f"variants must be distinct values of {LANDMARK_VARIANTS}, got {variants!r}")
+    if root is not None and not params and (Path(root)/"manifest.json").is_file():
+        params = json.loads((Path(root)/"manifest.json").read_text())["params"]  # an existing build is read as it was made
     root = build_landmarks(root, size, seed, progress, **params)
     manifest = json.loads((root/"manifest.json").read_text())
     test_sets = {}

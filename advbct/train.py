@@ -246,7 +246,7 @@ def training_inputs(config:TrainConfig, model:nn.Module, train_set,
     if not config.cache_trunk: return train_set
     if not has_trunk(model): raise ValueError("TrainConfig.cache_trunk needs a frozen trunk: set trainable_from (e.g. 11 for efficientnet_lite0)")
     cache = trunk_cache or TrunkCache(batch_size=max(config.batch_size, 256), progress=False)
-    if trunk_tag is None:  # the data fields decide which images a run trains on (the CLI's `training_data`)
+    if trunk_tag is None:  # the data fields decide which images a run trains on (`advbct.datasets.training_data`)
         trunk_tag = "|".join(map(str, (config.dataset, config.root, config.image_size, config.setting, config.split_fraction,
                                        config.split_seed, "old" if config.is_old else "new")))
     return cache.dataset(model, train_set, dataset_labels(train_set), trunk_tag)
