@@ -114,6 +114,17 @@ def loop_losses(stats, old_weight, num_old):
     return {"l2": l2, "bct": bct, "lce": lce, "unibct": unibct, "hot_refresh": hot_refresh, "advbct": advbct_p2s}
 
 
+def round_robin_medians(runners, warmup, steps):
+    "Median seconds per call of each runner, timed one call of each per round so machine load affects them alike."
+    for _ in range(warmup):
+        for r in runners.values(): r()
+    times = {k: [] for k in runners}
+    for _ in range(steps):
+        for k, r in runners.items():
+            t = time.perf_counter(); r(); times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def pretrained_steps(args):
     "Step times of the pretrained cpu configuration: per method on cached trunk features, and images/s three ways."
     g = torch.Generator().manual_seed(2)
@@ -145,13 +156,7 @@ def pretrained_steps(args):
     runners = {m: runner(m, cfg, True) for m in COMPAT_LOSSES}
     runners["independent+trunk_recomputed"] = runner("independent", cfg, False)
     runners["independent+full_finetune"] = runner("independent", replace(cfg, trainable_from=None), False)
-    for _ in range(args.warmup):
-        for r in runners.values(): r()
-    times = {k: [] for k in runners}
-    for _ in range(args.lite_steps):
-        for k, r in runners.items():
-            t = time.perf_counter(); r(); times[k].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = round_robin_medians(runners, args.warmup, args.lite_steps)
     base = med["independent"]
     return {"profile": "lite", "backbone": cfg.backbone, "pretrained": cfg.pretrained, "image_size": cfg.image_size,
             "batch": cfg.batch_size, "trainable_from": cfg.trainable_from, "steps": args.lite_steps,
@@ -191,13 +196,7 @@ def main(argv=None):
         runners[m] = make_runner(m, cfg, images, labels, old, stats, args, cached=False)
     # the trainer's cache_old_embeddings: the frozen old model's embeddings looked up, not recomputed each step
     runners["advbct+cached_old"] = make_runner("advbct", cfg, images, labels, old, stats, args, cached=True)
-    for _ in range(args.warmup):
-        for r in runners.values(): r()
-    times = {k: [] for k in runners}
-    for _ in range(args.steps):
-        for k, r in runners.items():
-            t = time.perf_counter(); r(); times[k].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = round_robin_medians(runners, args.warmup, args.steps)
     base = med["independent"]
     step_ratio = {k: round(v / base, 3) for k, v in med.items() if k != "independent"}
 
