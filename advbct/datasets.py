@@ -13,7 +13,7 @@ from .config import TrainConfig
 from .data import extended_data_split, extended_class_split
 from .evaluate import LabelledTestSet
 from .trunk import TrunkCache
-from .train import dataset_labels, resolve_device
+from .train import dataset_labels
 
 # %% auto #0
 __all__ = ['PAPER_PROTOCOLS', 'synthetic_dataset', 'resize_transform', 'training_data', 'in_memory', 'synthetic_test_sets',
@@ -164,5 +164,5 @@ def trunk_cache_of(config:TrainConfig, runs_dir) -> TrunkCache|None:
     if not config.cache_trunk: return None
     folder = (Path(runs_dir)/"trunk").resolve()
     if folder not in _TRUNK_CACHES:
-        _TRUNK_CACHES[folder] = TrunkCache(folder, batch_size=max(256, config.batch_size), device=resolve_device(config.device), progress=False)
+        _TRUNK_CACHES[folder] = TrunkCache(folder, batch_size=max(256, config.batch_size), progress=False)
     return _TRUNK_CACHES[folder]

@@ -53,10 +53,9 @@ class TrunkCache:
     "Frozen-trunk features per (trunk, dataset), computed once; in memory, and on disk when `folder` is given."
     def __init__(self, folder:str|Path|None=None, # where feature files are written (atomically); None: memory only
                  batch_size:int=256, # images per trunk forward pass
-                 device:str|torch.device="cpu", # where the trunk runs; features are kept on the CPU
                  progress:bool=True): # a progress bar while computing
         self.folder = Path(folder) if folder is not None else None
-        self.batch_size, self.device, self.progress = batch_size, torch.device(device), progress
+        self.batch_size, self.progress = batch_size, progress
         self._memory, self.computed = {}, 0  # computed: how many feature sets this cache had to compute
 
     def key(self, model:nn.Module, dataset, tag:str|None=None) -> str:
@@ -83,15 +82,17 @@ class TrunkCache:
 
     @torch.no_grad()
     def _compute(self, model:nn.Module, dataset) -> torch.Tensor:
+        # the trunk runs where the model is: its modules are the model's own, so they are never moved here
+        device = next(model.parameters()).device
         trunk = model.trunk
         was_training = trunk.training
-        trunk.to(self.device).eval()
+        trunk.eval()
         out = []
         try:
             for batch in tqdm(DataLoader(dataset, batch_size=self.batch_size, shuffle=False), desc="trunk features",
                               disable=not self.progress, leave=False):
                 x = batch[0] if isinstance(batch, (list, tuple)) else batch
-                out.append(model.forward_trunk(x.to(self.device)).float().cpu())
+                out.append(model.forward_trunk(x.to(device)).float().cpu())  # features are kept on the CPU
         finally:
             trunk.train(was_training)
         if not out: raise ValueError("TrunkCache: the dataset is empty")
