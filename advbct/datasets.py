@@ -13,7 +13,7 @@ from .config import TrainConfig
 from .data import extended_data_split, extended_class_split
 from .evaluate import LabelledTestSet
 from .trunk import TrunkCache
-from .train import dataset_labels
+from .train import dataset_labels, data_tag
 
 # %% auto #0
 __all__ = ['PAPER_PROTOCOLS', 'synthetic_dataset', 'resize_transform', 'training_data', 'in_memory', 'synthetic_test_sets',
@@ -148,7 +148,7 @@ def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split
     small = config.dataset in ("landmarks", "synthetic")
     # decode the small test sets once per process too: every new model of a notebook is evaluated on them
     if small: test_sets = [test_set_in_memory(t) for t in test_sets]
-    out = dict(tag="-".join(map(str, key[:-1])), # names the setting's training images for the trunk cache (non-tensor data); the test variants are no part of them
+    out = dict(tag=data_tag(config), # names the setting's training images for the trunk cache (non-tensor data); the test variants are no part of them
                old=in_memory(data["old"], "old training set") if small else data["old"],
                new=in_memory(data["new"], "new training set") if small else data["new"],
                full=data["full"], test_sets=test_sets, split=split,

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 from .search import topk
 from .files import atomic_write
-from .trunk import TrunkCache, FromTrunk, has_trunk
+from .trunk import TrunkCache, FromTrunk, has_trunk, hash_tensors
 from .metrics import (revisited_map, gldv2_map, drop_self_matches, topk_accuracy, label_map,
                             backfill_area, negative_flip_rate)
 
@@ -32,9 +32,7 @@ def default_device(device=None) -> torch.device:
 def model_fingerprint(model:torch.nn.Module) -> str:
     "A hash of a model's state (names, shapes, values): the key of its cached embeddings."
     h = hashlib.sha1()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode()); h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    hash_tensors(h, sorted(model.state_dict().items()))
     return h.hexdigest()[:16]
 
 # %% ../nbs/02_evaluate.ipynb #34658b62
@@ -158,11 +156,12 @@ def embed_test_set(model, test_set, cache_dir=None, tag:str="model",
                    **kw) -> tuple[np.ndarray, np.ndarray]:
     "(query, gallery) embeddings of `test_set` by `model`; the two are shared when they are the same images."
     def path(part): return None if cache_dir is None else Path(cache_dir) / f"{test_set.name}-{part}-{tag}.npz"
+    fingerprint = model_fingerprint(model) if cache_dir is not None else None
     def embed(part, images):
         net, data = model, images
         if trunk_cache is not None and has_trunk(model) and not (path(part) is not None and path(part).exists()):
             net, data = FromTrunk(model), TensorDataset(trunk_cache.features(model, images, tag=f"{test_set.name}-{part}"))
-        return extract_embeddings(net, data, cache=path(part), desc=f"{test_set.name} {part}", fingerprint=model_fingerprint(model) if path(part) else None, **kw)
+        return extract_embeddings(net, data, cache=path(part), desc=f"{test_set.name} {part}", fingerprint=fingerprint, **kw)
     q = embed("queries", test_set.queries)
     return (q, q) if test_set.gallery is test_set.queries else (q, embed("gallery", test_set.gallery))
 

@@ -114,7 +114,7 @@ def notebook_setup(profile:str, # papermill parameters of an experiment notebook
 # %% ../nbs/11_experiments.ipynb #4f0e6b2c
 def _old_trainer(data, progress, trunk_cache=None):
     return lambda config, resume: train_old(config, data["old"], num_classes=data["num_old_classes"], resume=resume, progress_bar=progress,
-                                            trunk_cache=trunk_cache, trunk_tag=f"{data['tag']}-old")
+                                            trunk_cache=trunk_cache)
 
 class _OldPass:
     "The frozen old model's statistics and training-set embeddings of one setting, computed on first use and shared by its runs."
@@ -145,7 +145,7 @@ def _new_trainer(data, old_model, progress, old_pass:_OldPass|None=None, trunk_c
         stats = old_pass.stats(config.method) if old_pass else None
         emb = old_pass.embeddings(config) if old_pass else None
         return train_new(config, data["new"], old_model, old_stats=stats, old_train_set=data["old"], num_classes=data["num_classes"],
-                         resume=resume, progress_bar=progress, old_embeddings=emb, trunk_cache=trunk_cache, trunk_tag=f"{data['tag']}-new")
+                         resume=resume, progress_bar=progress, old_embeddings=emb, trunk_cache=trunk_cache)
     return train
 
 def method_spec(name:str, # a key of COMPAT_LOSSES or of method_options

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 from .metrics import paper_scores, compatible
 from .files import atomic_write, atomic_write_text
+from .landmarks import LANDMARK_VARIANTS
 
 # %% auto #0
-__all__ = ['REQUIRED', 'PROTOCOL_LABELS', 'VARIANTS', 'protocol_views', 'per_seed_scores', 'paper_table', 'markdown_table',
-           'save_table', 'compatibility_summary', 'record_variants', 'variant_records', 'save_figure']
+__all__ = ['REQUIRED', 'PROTOCOL_LABELS', 'protocol_views', 'per_seed_scores', 'paper_table', 'markdown_table', 'save_table',
+           'compatibility_summary', 'record_variants', 'variant_records', 'save_figure']
 
 # %% ../nbs/10_report.ipynb #1593ea73
 REQUIRED = ("setting", "method", "seed", "test_set", "self", "cross", "old")
@@ -145,18 +146,18 @@ def compatibility_summary(records, # iterable of dicts with the fields in REQUIR
     return pd.DataFrame(rows).set_index(["setting", "protocol"] if split else "setting")
 
 # %% ../nbs/10_report.ipynb #b51ade48
-VARIANTS = ("seen", "clean")  # embedded-benchmark test-set variants; a record without one counts as clean
+# a record without a variant counts as clean (every test set but the embedded benchmark's seen ones)
 
 def record_variants(records) -> list[str]:
     "The test-set variants the records hold, seen first."
     present = {r.get("variant", "clean") for r in records}
-    return [v for v in VARIANTS if v in present]
+    return [v for v in LANDMARK_VARIANTS if v in present]
 
 def variant_records(records, # records, some with a "variant" ("seen" / "clean")
                     variant:str, # the variant to keep
                    ) -> list[dict]: # its records, test sets named without their -<variant> suffix
     "The records of one test-set variant: a seen and a clean table are made separately, never averaged together."
-    if variant not in VARIANTS: raise ValueError(f"variant_records: variant must be one of {VARIANTS}, got {variant!r}")
+    if variant not in LANDMARK_VARIANTS: raise ValueError(f"variant_records: variant must be one of {LANDMARK_VARIANTS}, got {variant!r}")
     return [dict(r, test_set=r["test_set"].removesuffix(f"-{variant}")) for r in records if r.get("variant", "clean") == variant]
 
 # %% ../nbs/10_report.ipynb #4c7b3521

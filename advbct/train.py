@@ -27,9 +27,9 @@ __all__ = ['NEW_INIT_OFFSET', 'PER_STEP_SCHEDULES', 'CHECKPOINT', 'MODEL', 'LOG'
            'seed_everything', 'rng_states', 'set_rng_states', 'atomic_save', 'git_commit', 'dataset_labels',
            'IndexedDataset', 'epoch_loader', 'init_seed', 'build_model', 'embedding_dim', 'load_state_strict',
            'save_model', 'load_model', 'make_optimizer', 'onecycle_factor', 'make_scheduler', 'distributed_env',
-           'init_distributed', 'TrainStep', 'embed_dataset', 'training_inputs', 'old_embeddings_of', 'place_modules',
-           'steps_per_epoch_of', 'restore_checkpoint', 'start_run_files', 'train_epoch', 'save_epoch', 'train_old',
-           'old_stats_of', 'train_new']
+           'init_distributed', 'TrainStep', 'embed_dataset', 'data_tag', 'training_inputs', 'old_embeddings_of',
+           'place_modules', 'steps_per_epoch_of', 'restore_checkpoint', 'start_run_files', 'train_epoch', 'save_epoch',
+           'train_old', 'old_stats_of', 'train_new']
 
 # %% ../nbs/08_train.ipynb #a5ee109f
 def resolve_device(name:str="auto", # "auto", "cpu", "cuda", "cuda:1", ...
@@ -238,6 +238,10 @@ def embed_dataset(model:nn.Module, dataset, batch_size:int, device:torch.device,
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     return torch.cat([model(b[0].to(device)).float() for b in tqdm(loader, desc="old embeddings", leave=False, disable=not progress_bar)])
 
+def data_tag(config:TrainConfig) -> str:
+    "Names the images a config's data fields select (dataset, root, size, split): the trunk cache's key of data that is not a TensorDataset."
+    return "-".join(map(str, (config.dataset, config.root, config.image_size, config.setting, config.split_fraction, config.split_seed)))
+
 def training_inputs(config:TrainConfig, model:nn.Module, train_set,
                     trunk_cache:TrunkCache|None=None, # where trunk features are kept (default: memory only)
                     trunk_tag:str|None=None, # names a train_set that is not a TensorDataset (default: the config's data fields)
@@ -247,8 +251,7 @@ def training_inputs(config:TrainConfig, model:nn.Module, train_set,
     if not has_trunk(model): raise ValueError("TrainConfig.cache_trunk needs a frozen trunk: set trainable_from (e.g. 11 for efficientnet_lite0)")
     cache = trunk_cache or TrunkCache(batch_size=max(config.batch_size, 256), progress=False)
     if trunk_tag is None:  # the data fields decide which images a run trains on (`advbct.datasets.training_data`)
-        trunk_tag = "|".join(map(str, (config.dataset, config.root, config.image_size, config.setting, config.split_fraction,
-                                       config.split_seed, "old" if config.is_old else "new")))
+        trunk_tag = f"{data_tag(config)}-{'old' if config.is_old else 'new'}"
     return cache.dataset(model, train_set, dataset_labels(train_set), trunk_tag)
 
 def old_embeddings_of(config:TrainConfig, old_model:nn.Module|None, train_set, device:torch.device,

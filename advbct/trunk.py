@@ -13,13 +13,16 @@ from tqdm.auto import tqdm
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['has_trunk', 'trunk_fingerprint', 'dataset_fingerprint', 'FromTrunk', 'TrunkCache']
+__all__ = ['hash_tensors', 'has_trunk', 'trunk_fingerprint', 'dataset_fingerprint', 'FromTrunk', 'TrunkCache']
 
 # %% ../nbs/01a_trunk.ipynb #44379973
-def _hash_tensors(h, items):
+def hash_tensors(h, # a hashlib object, updated in place
+                 items, # (name, tensor) pairs, e.g. a state dict's items
+                ):
+    "Feed names, shapes and raw bytes of tensors to `h` (any dtype): the content key of weights and images."
     for name, t in items:
-        h.update(name.encode()); h.update(str(tuple(t.shape)).encode()); h.update(str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        h.update(name.encode()); h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
 
 def has_trunk(model:nn.Module) -> bool:
     "True when `model` has a frozen trunk (`EmbeddingModel(trainable_from=k)`)."
@@ -29,7 +32,7 @@ def trunk_fingerprint(model:nn.Module) -> str:
     "Hash of the frozen trunk's structure and weights: two models share trunk features exactly when it is equal."
     if not has_trunk(model): raise ValueError(f"trunk_fingerprint: {type(model).__name__} has no frozen trunk (build it with trainable_from)")
     h = hashlib.sha1(repr(model.trunk).encode())
-    _hash_tensors(h, model.trunk.state_dict().items())
+    hash_tensors(h, model.trunk.state_dict().items())
     return h.hexdigest()[:16]
 
 def dataset_fingerprint(dataset, # the images: a TensorDataset is hashed by content
@@ -37,7 +40,7 @@ def dataset_fingerprint(dataset, # the images: a TensorDataset is hashed by cont
                        ) -> str:
     "Key of a dataset's images: a content hash of a TensorDataset's image tensor, else `tag` and the length."
     if isinstance(dataset, TensorDataset):
-        h = hashlib.sha1(); _hash_tensors(h, [("images", dataset.tensors[0])]); return h.hexdigest()[:16]
+        h = hashlib.sha1(); hash_tensors(h, [("images", dataset.tensors[0])]); return h.hexdigest()[:16]
     if tag is None: raise ValueError(f"dataset_fingerprint: a {type(dataset).__name__} needs a tag naming its images (only TensorDatasets are hashed by content)")
     return hashlib.sha1(f"{tag}|{len(dataset)}".encode()).hexdigest()[:16]
 
@@ -82,19 +85,13 @@ class TrunkCache:
 
     @torch.no_grad()
     def _compute(self, model:nn.Module, dataset) -> torch.Tensor:
-        # the trunk runs where the model is: its modules are the model's own, so they are never moved here
+        # the trunk runs where the model is (its modules are the model's own, never moved here), always in eval mode
         device = next(model.parameters()).device
-        trunk = model.trunk
-        was_training = trunk.training
-        trunk.eval()
         out = []
-        try:
-            for batch in tqdm(DataLoader(dataset, batch_size=self.batch_size, shuffle=False), desc="trunk features",
-                              disable=not self.progress, leave=False):
-                x = batch[0] if isinstance(batch, (list, tuple)) else batch
-                out.append(model.forward_trunk(x.to(device)).float().cpu())  # features are kept on the CPU
-        finally:
-            trunk.train(was_training)
+        for batch in tqdm(DataLoader(dataset, batch_size=self.batch_size, shuffle=False), desc="trunk features",
+                          disable=not self.progress, leave=False):
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            out.append(model.forward_trunk(x.to(device)).float().cpu())  # features are kept on the CPU
         if not out: raise ValueError("TrunkCache: the dataset is empty")
         self.computed += 1
         return torch.cat(out)

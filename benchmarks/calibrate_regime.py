@@ -40,7 +40,7 @@ def evaluate_candidate(name, changes, build, args):
 def criteria(records, seeds):
     "Per seen test set and seed: (a) phi* - old >= 3, (b) phi* cross < 0.1 old, (c) BCT cross > old; plus the means."
     out = {}
-    sets = sorted({r["test_set"] for r in records if getattr_variant(r) == "seen"})
+    sets = sorted({r["test_set"] for r in records if r.get("variant", "clean") == "seen"})
     for t in sets:
         rows = {}
         for s in seeds:
@@ -55,9 +55,6 @@ def criteria(records, seeds):
                          for k in ("old", "star_self", "star_cross", "l2_cross", "bct_cross")})
     return out
 
-
-def getattr_variant(record):
-    return record.get("variant", "clean")
 
 
 def main(argv=None):
