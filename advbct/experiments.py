@@ -23,7 +23,7 @@ from .train import train_old, train_new, load_model, embed_dataset, old_stats_of
 # %% auto #0
 __all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'is_finished',
            'cached_run', 'experiment_config', 'new_model_config', 'notebook_setup', 'method_spec', 'train_setting',
-           'run_setting', 'sequential_upgrades', 'compatibility_matrix', 'elastic_radii', 'read_log']
+           'run_line', 'run_setting', 'sequential_upgrades', 'compatibility_matrix', 'elastic_radii', 'read_log']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 # where and how a run executes, or what it is evaluated on, not what it trains
@@ -73,10 +73,16 @@ def cached_run(config:TrainConfig, # the run; out_dir is replaced by the run fol
 
 # %% ../nbs/11_experiments.ipynb #04a38c8f
 SETTINGS = ("extended_data", "extended_class", "extended_backbone_data", "extended_backbone_class")
-# (backbone, small_input) of phi_n in the backbone settings; smoke keeps small_cnn (its backbone rows then reuse the data/class runs)
-NEW_BACKBONE = {"smoke": ("small_cnn", True), "cpu": ("small_cnn_wide", True), "lite": ("efficientnet_lite2", False), "paper": ("resnet50", False)}
+# phi_n's backbone in the backbone settings (TrainConfig changes); smoke keeps small_cnn (its backbone rows then reuse the
+# data/class runs). Lite2 has 21 units where Lite0 has 16 (its last two stages: 5 + 1 blocks against 4 + 1), so
+# trainable_from keeps the same stages training (cpu: the last block and the head; lite: the last two stages)
+NEW_BACKBONE = {"smoke": dict(backbone="small_cnn", small_input=True),
+                "cpu": dict(backbone="efficientnet_lite2", small_input=False, trainable_from=20),
+                "scratch": dict(backbone="small_cnn_wide", small_input=True),
+                "lite": dict(backbone="efficientnet_lite2", small_input=False, trainable_from=15),
+                "paper": dict(backbone="resnet50", small_input=False)}
 # experiment-wide changes on top of advbct.config's profiles (the cpu profile itself is sized for `make reproduce`)
-PROFILE_CHANGES = {"smoke": dict(epochs=1, batch_size=32), "cpu": {}, "lite": {}, "paper": {}}
+PROFILE_CHANGES = {"smoke": dict(epochs=1, batch_size=32), "cpu": {}, "scratch": {}, "lite": {}, "paper": {}}
 
 def experiment_config(profile:str, # "smoke", "cpu" or "paper"
                       setting:str, # one of SETTINGS
@@ -96,7 +102,7 @@ def new_model_config(old_config:TrainConfig, # the old model's config (experimen
     "A new model's config: the old one's, the method, and in the backbone settings the profile's bigger backbone."
     changes = dict(method=method, old_checkpoint=None if old_checkpoint is None else str(old_checkpoint), **options)
     if setting.startswith("extended_backbone"):
-        changes["backbone"], changes["small_input"] = NEW_BACKBONE[profile]
+        changes.update(NEW_BACKBONE[profile])
     return replace(old_config, **changes).validate()
 
 # %% ../nbs/11_experiments.ipynb #31aabe59
@@ -162,20 +168,36 @@ def train_setting(profile:str, # "smoke", "cpu" or "paper"
                   runs_dir, # parent folder of all runs
                   method_options:dict|None=None, # {row name: {"method": loss, **TrainConfig fields}}
                   progress:bool=True, # progress bars
+                  on_run=None, # on_run(row, model, folder, out, trained) after each run is there, the old model first; trained: False when loaded
                   **changes) -> dict: # old, new {row: model}, folders {row: run folder}, data, old_config
     "Train (or load) the old model and every method's new model of one setting and seed."
     old_config = experiment_config(profile, setting, seed, **changes)
     data = setting_data(old_config)
     device, trunk_cache = resolve_device(old_config.device), trunk_cache_of(old_config, runs_dir)
+    old_done = is_finished(run_dir(old_config, runs_dir))
     old_model, old_dir = cached_run(old_config, _old_trainer(data, progress, trunk_cache), runs_dir, device)
     out = dict(old=old_model, new={}, folders={"old": old_dir}, data=data, old_config=old_config, configs={}, trunk_cache=trunk_cache)
+    if on_run: on_run("old", old_model, old_dir, out, not old_done)
     old_pass = _OldPass(data, old_model, old_config, device, trunk_cache)  # one pass of the old model for all the setting's runs
     for name in tqdm(list(methods), desc=f"{setting} seed {seed}", disable=not progress):
         method, opts = method_spec(name, method_options)
         config = new_model_config(old_config, setting, method, profile, old_dir/MODEL, **opts)
+        was_done = is_finished(run_dir(config, runs_dir))
         out["new"][name], out["folders"][name] = cached_run(config, _new_trainer(data, old_model, progress, old_pass, trunk_cache), runs_dir, device)
         out["configs"][name] = config
+        if on_run: on_run(name, out["new"][name], out["folders"][name], out, not was_done)
     return out
+
+def run_line(setting:str, row:str, seed:int,
+             folder, # the run's folder (its done.json holds the training time)
+             scores:dict, # {test set: {"self", "cross", ...}} (mAP fractions)
+             trained:bool=True, # False: loaded from an earlier run
+            ) -> str:
+    "One progress line for a finished run: setting, row, seed, training seconds, self (old) or self/cross (new) mAP % per test set."
+    seconds = json.loads((Path(folder)/DONE).read_text()).get("seconds", float("nan"))
+    cells = "  ".join(f"{t} {100 * s['self']:.1f}" + ("" if row == "old" else f"/{100 * s['cross']:.1f}") for t, s in scores.items())
+    return (f"{setting} | {row} | seed {seed} | {seconds:.0f} s{'' if trained else ' (cached)'} | "
+            f"{'self' if row == 'old' else 'self/cross'}: {cells}")
 
 def run_setting(profile:str, # "smoke", "cpu" or "paper"
                 setting:str, # one of SETTINGS
@@ -184,24 +206,24 @@ def run_setting(profile:str, # "smoke", "cpu" or "paper"
                 runs_dir, # parent folder of all runs; embeddings are cached in runs_dir/embeddings
                 method_options:dict|None=None, # {row name: {"method": loss, **TrainConfig fields}}
                 progress:bool=True, # progress bars
-                **changes) -> list[dict]: # records {"setting","method","seed","test_set","self","cross","old"[, "protocol"]}
-    "Train what is missing, evaluate every new model against the old one, and return advbct.report records (mAP fractions)."
-    runs = train_setting(profile, setting, methods, seed, runs_dir, method_options, progress, **changes)
-    test_sets, device = runs["data"]["test_sets"], resolve_device(runs["old_config"].device)
-    kw = dict(cache_dir=Path(runs_dir)/"embeddings", device=device, progress=progress, trunk_cache=runs["trunk_cache"])
-    # ROxford/RParis records carry their query protocol, so the report never averages the two together
-    # and embedded-benchmark records their variant (seen / clean), so tables can be made per variant
-    protocol = {t.name: {k: getattr(t, k) for k in ("protocol", "variant") if getattr(t, k, None)} for t in test_sets}
-    records, old_scores = [], None
-    for name, model in runs["new"].items():
-        scores = evaluate_pair(model, runs["old"], test_sets, **kw)
-        old_scores = old_scores or scores
-        records += [dict(setting=setting, method=name, seed=seed, test_set=t, self=s["self"], cross=s["cross"], old=s["old"], **protocol.get(t, {}))
-                    for t, s in scores.items()]
-    if old_scores is None: old_scores = evaluate_pair(runs["old"], runs["old"], test_sets, **kw)
-    records = [dict(setting=setting, method="old", seed=seed, test_set=t, self=s["old"], cross=s["old"], old=s["old"], **protocol.get(t, {}))
-               for t, s in old_scores.items()] + records
+                log:bool=True, # print one run_line per run as soon as it is trained (or loaded) and evaluated
+                **changes) -> list[dict]: # records {"setting","method","seed","test_set","self","cross","old"[, "protocol", "variant"]}
+    "Train what is missing, evaluate each model as soon as it is there, and return advbct.report records (mAP fractions)."
+    records = []
+    def evaluate_run(name, model, folder, runs, trained):
+        test_sets = runs["data"]["test_sets"]
+        # the old model is evaluated first; its test-set embeddings are cached by fingerprint and reused for every new model
+        scores = evaluate_pair(model, runs["old"], test_sets, cache_dir=Path(runs_dir)/"embeddings", device=resolve_device(runs["old_config"].device),
+                               progress=progress, trunk_cache=runs["trunk_cache"])
+        # ROxford/RParis records carry their query protocol, so the report never averages the two together, and
+        # embedded-benchmark records their variant (seen / clean), so tables are made per variant
+        tags = {t.name: {k: getattr(t, k) for k in ("protocol", "variant") if getattr(t, k, None)} for t in test_sets}
+        records.extend(dict(setting=setting, method=name, seed=seed, test_set=t, self=s["self"], cross=s["cross"], old=s["old"], **tags.get(t, {}))
+                       for t, s in scores.items())
+        if log: print(run_line(setting, name, seed, folder, scores, trained), flush=True)
+    train_setting(profile, setting, methods, seed, runs_dir, method_options, progress, on_run=evaluate_run, **changes)
     return records
+
 
 # %% ../nbs/11_experiments.ipynb #26add932
 def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
@@ -210,6 +232,7 @@ def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
                         seed:int=0, # run seed
                         runs_dir="runs", # parent folder of all runs
                         progress:bool=True,
+                        log:bool=True, # print one line per stage (seconds, or cached)
                         **changes) -> dict: # models [phi_1, ...], folders, test_sets
     "phi_1 -> phi_2 -> ...: phi_1 trained with cross-entropy on the first share, each later model against the one before on a larger share."
     fractions = list(fractions)
@@ -225,27 +248,38 @@ def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
         split = extended_data_split(np.asarray(data["new"].tensors[1]), base.split_seed, f)
         stage_sets.append(split.old_dataset(data["new"]))
     stage_sets = [in_memory(s, f"{f:.0%} training set") for s, f in zip(stage_sets, fractions)]
-    device = resolve_device(base.device)
+    device, trunk_cache = resolve_device(base.device), trunk_cache_of(base, runs_dir)
+    def stage(k, cfg, trainer):
+        was_done = is_finished(run_dir(cfg, runs_dir))
+        model, folder = cached_run(cfg, trainer, runs_dir, device)
+        if log:
+            seconds = json.loads((folder/DONE).read_text()).get("seconds", float("nan"))
+            print(f"sequential {method} | phi_{k + 1} ({fractions[k]:.0%} of the data) | seed {seed} | {seconds:.0f} s{' (cached)' if was_done else ''}", flush=True)
+        return model, folder
     # split_fraction records each stage's share (the config field admits only shares below 1)
     cfg = replace(base, split_fraction=fractions[0])
-    model, folder = cached_run(cfg, lambda c, resume: train_old(c, stage_sets[0], num_classes=data["num_classes"], resume=resume, progress_bar=progress), runs_dir, device)
+    model, folder = stage(0, cfg, lambda c, resume: train_old(c, stage_sets[0], num_classes=data["num_classes"], resume=resume, progress_bar=progress,
+                                                             trunk_cache=trunk_cache))
     models, folders = [model], [folder]
     for k in range(1, len(fractions)):
         prev, prev_set = models[-1], stage_sets[k - 1]
         # every stage starts from its own random weights (phi_3 must not share phi_2's initialisation)
         cfg = replace(base, method=method, old_checkpoint=str(folders[-1]/MODEL), split_fraction=fractions[k] if fractions[k] < 1 else base.split_fraction,
                       init_seed=None if k == 1 else base.seed + k * NEW_INIT_OFFSET)
-        trainer = lambda c, resume, prev=prev, prev_set=prev_set, k=k: train_new(c, stage_sets[k], prev, old_train_set=prev_set, num_classes=data["num_classes"], resume=resume, progress_bar=progress)
-        model, folder = cached_run(cfg.validate(), trainer, runs_dir, device)
+        trainer = lambda c, resume, prev=prev, prev_set=prev_set, k=k: train_new(c, stage_sets[k], prev, old_train_set=prev_set, num_classes=data["num_classes"],
+                                                                              resume=resume, progress_bar=progress, trunk_cache=trunk_cache)
+        model, folder = stage(k, cfg.validate(), trainer)
         models.append(model); folders.append(folder)
-    return dict(models=models, folders=folders, test_sets=data["test_sets"], fractions=fractions)
+    return dict(models=models, folders=folders, test_sets=data["test_sets"], fractions=fractions, trunk_cache=trunk_cache)
 
 def compatibility_matrix(models, # [phi_1, phi_2, ...]
                          test_set, # one test set
-                         cache_dir=None, device="cpu", progress:bool=True) -> np.ndarray: # M[i, j] = M(phi_i queries, phi_j gallery)
+                         cache_dir=None, device="cpu", progress:bool=True,
+                         trunk_cache:TrunkCache|None=None, # frozen-trunk features shared by the models (see evaluate.embed_test_set)
+                        ) -> np.ndarray: # M[i, j] = M(phi_i queries, phi_j gallery)
     "The cross-model mAP matrix of a model sequence on one test set."
     from advbct.evaluate import rank_gallery, score_ranks
-    embs = [embed_test_set(m, test_set, cache_dir, model_fingerprint(m), device=device, progress=progress) for m in models]
+    embs = [embed_test_set(m, test_set, cache_dir, model_fingerprint(m), device=device, progress=progress, trunk_cache=trunk_cache) for m in models]
     return np.array([[score_ranks(test_set, rank_gallery(qi, gj, test_set))["map"] for (_, gj) in embs] for (qi, _) in embs])
 
 # %% ../nbs/11_experiments.ipynb #de0f0d12

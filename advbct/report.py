@@ -14,7 +14,7 @@ from .landmarks import LANDMARK_VARIANTS
 
 # %% auto #0
 __all__ = ['REQUIRED', 'PROTOCOL_LABELS', 'protocol_views', 'per_seed_scores', 'paper_table', 'markdown_table', 'save_table',
-           'compatibility_summary', 'record_variants', 'variant_records', 'save_figure']
+           'compatibility_summary', 'record_variants', 'variant_records', 'per_variant', 'save_figure']
 
 # %% ../nbs/10_report.ipynb #1593ea73
 REQUIRED = ("setting", "method", "seed", "test_set", "self", "cross", "old")
@@ -159,6 +159,13 @@ def variant_records(records, # records, some with a "variant" ("seen" / "clean")
     "The records of one test-set variant: a seen and a clean table are made separately, never averaged together."
     if variant not in LANDMARK_VARIANTS: raise ValueError(f"variant_records: variant must be one of {LANDMARK_VARIANTS}, got {variant!r}")
     return [dict(r, test_set=r["test_set"].removesuffix(f"-{variant}")) for r in records if r.get("variant", "clean") == variant]
+
+def per_variant(records, # records, some with a "variant"
+                fn, # fn(records of one variant) -> a table or any value
+               ) -> list[tuple[str, str, object]]: # (variant, file suffix, fn's value), the main variant first
+    "fn applied to each variant's records; the first (seen when present) gets the file suffix '', the others '_<variant>'."
+    variants = record_variants(records)
+    return [(v, "" if i == 0 else f"_{v}", fn(variant_records(records, v))) for i, v in enumerate(variants)]
 
 # %% ../nbs/10_report.ipynb #4c7b3521
 def save_figure(fig, # a matplotlib figure

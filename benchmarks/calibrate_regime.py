@@ -6,7 +6,7 @@ The regime is right when, over the seeds, on each of the three *seen* test sets:
   (c) BCT meets M(n,o) > M(o,o).
 No other method is run here. Each candidate is a set of TrainConfig changes on top of a profile (the same for every
 method, including `compat_weight`) and optional landmark build parameters. Prints one line per (candidate, seed,
-method) as runs finish, then per candidate the criteria, and finally one JSON object.
+method) as runs finish (advbct.experiments.run_line), then per candidate the criteria, and finally one JSON object.
 
     python benchmarks/calibrate_regime.py --candidates '{"b15_e20": {"trainable_from": 15, "epochs": 20, "lr": 0.05}}' --seeds 0 1 2
 """
@@ -28,11 +28,8 @@ def evaluate_candidate(name, changes, build, args):
     records = []
     for seed in args.seeds:
         t = time.time()
-        recs = run_setting(args.profile, args.setting, METHODS, seed, Path(args.runs)/name, progress=False, **changes)
-        records += recs
-        for m in ["old"] + METHODS:
-            cells = " ".join(f"{r['test_set']} {100 * r['self']:.1f}/{100 * r['cross']:.1f}" for r in recs if r["method"] == m)
-            print(f"{name} seed {seed} {m}: {cells}", flush=True)
+        # run_setting prints one line per run (setting | method | seed | seconds | self/cross per test set)
+        records += run_setting(args.profile, args.setting, METHODS, seed, Path(args.runs)/name, progress=False, **changes)
         print(f"{name} seed {seed}: {time.time() - t:.0f} s", flush=True)
     return records
 
