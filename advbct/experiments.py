@@ -76,7 +76,7 @@ SETTINGS = ("extended_data", "extended_class", "extended_backbone_data", "extend
 # phi_n's backbone in the backbone settings (TrainConfig changes); smoke keeps small_cnn (its backbone rows then reuse the
 # data/class runs). Lite1 and Lite2 have 21 units where Lite0 has 16 (their last two stages: 5 + 1 blocks against 4 + 1),
 # so trainable_from keeps the same stages training (cpu: the last block and the head; lite: the last two stages). The cpu
-# profile takes Lite1: its last block costs what Lite0's does per step (Lite2's ~1.3x), which keeps `make reproduce` in time
+# profile takes Lite1: its last block costs what Lite0's does per step (Lite2's ~1.3x), which keeps `make reproduce` shorter
 NEW_BACKBONE = {"smoke": dict(backbone="small_cnn", small_input=True),
                 "cpu": dict(backbone="efficientnet_lite1", small_input=False, trainable_from=20),
                 "scratch": dict(backbone="small_cnn_wide", small_input=True),

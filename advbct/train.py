@@ -111,7 +111,7 @@ def epoch_loader(dataset, # map-style dataset of (x, label, ...)
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
     sampler.set_epoch(epoch)
     # tensors in memory (cached trunk features, in-memory images): the same batches without per-item indexing and
-    # collation, which cost ~15% of a cached-trunk training step on the CPU
+    # collation (measured: 0.06 ms against 0.34 ms a batch of 32 trunk features, ~2% of a cached-trunk step)
     if isinstance(dataset, TensorDataset) and num_workers == 0 and not pin_memory: return TensorBatches(dataset, sampler, batch_size, drop_last)
     # a private generator: the loader's base seed then does not draw from (and shift) the global torch RNG
     gen = torch.Generator().manual_seed(seed * 100003 + epoch)

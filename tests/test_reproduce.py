@@ -87,3 +87,10 @@ def test_reproduce_smoke(tmp_path):
     assert "main_table" in summary and "figures/backfilling.png" in summary
     # the executed notebooks are kept
     assert len(list((tmp_path / "notebooks").glob("*.ipynb"))) == 6
+    # one progress line per run, printed by the main-table notebook and passed on by reproduce.ipynb (what `make reproduce` shows)
+    for nb in (tmp_path / "notebooks" / "main_table.ipynb", tmp_path / "nb" / "reproduce.ipynb"):
+        cells = json.loads(nb.read_text())["cells"]
+        text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+        for setting in SETTINGS:
+            for method in MAIN_METHODS:
+                assert f"{setting} | {method} | seed 0 | " in text, (nb.name, setting, method)
