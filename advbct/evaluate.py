@@ -151,12 +151,15 @@ def top1_correct(test_set, ranks:np.ndarray) -> np.ndarray: # (n_queries,) bool
     return out
 
 # %% ../nbs/02_evaluate.ipynb #7cb676bf
-def embed_test_set(model, test_set, cache_dir=None, tag:str="model",
+def embed_test_set(model, test_set, cache_dir=None,
+                   tag:str|None=None, # the model's name in the cache files; None: its fingerprint
                    trunk_cache:TrunkCache|None=None, # a model with a frozen trunk is embedded from the trunk's cached features
+                   fingerprint:str|None=None, # the model's `model_fingerprint` when the caller has it (else computed here when caching)
                    **kw) -> tuple[np.ndarray, np.ndarray]:
     "(query, gallery) embeddings of `test_set` by `model`; the two are shared when they are the same images."
+    if cache_dir is not None and fingerprint is None: fingerprint = model_fingerprint(model)
+    tag = fingerprint if tag is None else tag
     def path(part): return None if cache_dir is None else Path(cache_dir) / f"{test_set.name}-{part}-{tag}.npz"
-    fingerprint = model_fingerprint(model) if cache_dir is not None else None
     def embed(part, images):
         net, data = model, images
         if trunk_cache is not None and has_trunk(model) and not (path(part) is not None and path(part).exists()):
@@ -174,9 +177,9 @@ def evaluate_model(model, # the model to test
                    **kw, # passed to `extract_embeddings`
                   ) -> dict: # {test set name: {metric: value}}
     "Self-test M(model, model) on every test set."
-    out = {}
+    out, fp = {}, model_fingerprint(model)  # hashed once, not once per test set
     for ts in test_sets:
-        q, g = embed_test_set(model, ts, cache_dir, model_fingerprint(model), trunk_cache, **kw)
+        q, g = embed_test_set(model, ts, cache_dir, trunk_cache=trunk_cache, fingerprint=fp, **kw)
         out[ts.name] = score_ranks(ts, rank_gallery(q, g, ts, backend))
     return out
 
@@ -190,10 +193,10 @@ def evaluate_pair(new_model, # the upgraded model: it embeds the queries
                   **kw, # passed to `extract_embeddings`
                  ) -> dict: # {name: {"self": M(n,n), "cross": M(n,o), "old": M(o,o), "metrics": {...}}}
     "Self-test, cross-test and the old model's self-test for an old/new pair, on every test set."
-    out = {}
+    out, new_fp, old_fp = {}, model_fingerprint(new_model), model_fingerprint(old_model)  # hashed once, not once per test set
     for ts in test_sets:
-        nq, ng = embed_test_set(new_model, ts, cache_dir, model_fingerprint(new_model), trunk_cache, **kw)
-        oq, og = embed_test_set(old_model, ts, cache_dir, model_fingerprint(old_model), trunk_cache, **kw)
+        nq, ng = embed_test_set(new_model, ts, cache_dir, trunk_cache=trunk_cache, fingerprint=new_fp, **kw)
+        oq, og = embed_test_set(old_model, ts, cache_dir, trunk_cache=trunk_cache, fingerprint=old_fp, **kw)
         m = {"self": score_ranks(ts, rank_gallery(nq, ng, ts, backend)),
              "cross": score_ranks(ts, rank_gallery(nq, og, ts, backend)),
              "old": score_ranks(ts, rank_gallery(oq, og, ts, backend))}

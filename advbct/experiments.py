@@ -21,9 +21,10 @@ from .trunk import TrunkCache, FromTrunk, has_trunk
 from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device, dataset_labels
 
 # %% auto #0
-__all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'is_finished',
-           'cached_run', 'experiment_config', 'new_model_config', 'notebook_setup', 'method_spec', 'train_setting',
-           'run_line', 'run_setting', 'sequential_upgrades', 'compatibility_matrix', 'elastic_radii', 'read_log']
+__all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'run_seconds',
+           'is_finished', 'cached_run', 'experiment_config', 'new_model_config', 'notebook_setup', 'method_spec',
+           'train_setting', 'run_line', 'run_setting', 'sequential_upgrades', 'compatibility_matrix', 'elastic_radii',
+           'read_log']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 # where and how a run executes, or what it is evaluated on, not what it trains
@@ -45,6 +46,10 @@ DONE = "done.json"
 def run_dir(config:TrainConfig, runs_dir) -> Path:
     "The folder of `config`'s run: runs_dir/<method>-<key>."
     return Path(runs_dir)/f"{config.method}-{run_key(config)}"
+
+def run_seconds(folder) -> float:
+    "The training time, in seconds, that a finished run's done.json records."
+    return json.loads((Path(folder)/DONE).read_text()).get("seconds", float("nan"))
 
 def is_finished(folder) -> bool:
     "Whether a run folder holds a finished run (its model file and the done marker)."
@@ -195,7 +200,7 @@ def run_line(setting:str, row:str, seed:int,
              trained:bool=True, # False: loaded from an earlier run
             ) -> str:
     "One progress line for a finished run: setting, row, seed, training seconds, self (old) or self/cross (new) mAP % per test set."
-    seconds = json.loads((Path(folder)/DONE).read_text()).get("seconds", float("nan"))
+    seconds = run_seconds(folder)
     cells = "  ".join(f"{t} {100 * s['self']:.1f}" + ("" if row == "old" else f"/{100 * s['cross']:.1f}") for t, s in scores.items())
     return (f"{setting} | {row} | seed {seed} | {seconds:.0f} s{'' if trained else ' (cached)'} | "
             f"{'self' if row == 'old' else 'self/cross'}: {cells}")
@@ -254,8 +259,7 @@ def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
         was_done = is_finished(run_dir(cfg, runs_dir))
         model, folder = cached_run(cfg, trainer, runs_dir, device)
         if log:
-            seconds = json.loads((folder/DONE).read_text()).get("seconds", float("nan"))
-            print(f"sequential {method} | phi_{k + 1} ({fractions[k]:.0%} of the data) | seed {seed} | {seconds:.0f} s{' (cached)' if was_done else ''}", flush=True)
+            print(f"sequential {method} | phi_{k + 1} ({fractions[k]:.0%} of the data) | seed {seed} | {run_seconds(folder):.0f} s{' (cached)' if was_done else ''}", flush=True)
         return model, folder
     # split_fraction records each stage's share (the config field admits only shares below 1)
     cfg = replace(base, split_fraction=fractions[0])
@@ -280,7 +284,7 @@ def compatibility_matrix(models, # [phi_1, phi_2, ...]
                         ) -> np.ndarray: # M[i, j] = M(phi_i queries, phi_j gallery)
     "The cross-model mAP matrix of a model sequence on one test set."
     from advbct.evaluate import rank_gallery, score_ranks
-    embs = [embed_test_set(m, test_set, cache_dir, model_fingerprint(m), device=device, progress=progress, trunk_cache=trunk_cache) for m in models]
+    embs = [embed_test_set(m, test_set, cache_dir, fingerprint=model_fingerprint(m), device=device, progress=progress, trunk_cache=trunk_cache) for m in models]
     return np.array([[score_ranks(test_set, rank_gallery(qi, gj, test_set))["map"] for (_, gj) in embs] for (qi, _) in embs])
 
 # %% ../nbs/11_experiments.ipynb #de0f0d12
