@@ -41,13 +41,15 @@ bench: $(STAMP)
 
 ## Regenerate the paper's tables and figures (embedded landmark benchmark, cpu profile) into outputs/.
 # SEEDS: run seeds as a YAML list, e.g. make reproduce SEEDS="[0,1,2]"; PROFILE: cpu (pretrained Lite0, default), scratch (from-scratch CNN) or smoke
+# WORKERS: new models trained at once on a CPU, each in its own process (1: one at a time in the notebook's kernel)
 SEEDS ?= [0]
 PROFILE ?= cpu
+WORKERS ?= 2
 .PHONY: reproduce
 reproduce: $(STAMP)
 	@mkdir -p outputs
 	@# one line per finished run comes through papermill's log; cell markers, blank lines and the kernels' start-up warnings are dropped
 	set -o pipefail; PYDEVD_DISABLE_FILE_VALIDATION=1 $(BIN)/papermill --log-output --no-progress-bar nbs/reproduce.ipynb outputs/reproduce.ipynb \
-	  -p profile $(PROFILE) -p out_dir outputs -y "seeds: $(SEEDS)" -k python3 2>&1 \
+	  -p profile $(PROFILE) -p workers $(WORKERS) -p out_dir outputs -y "seeds: $(SEEDS)" -k python3 2>&1 \
 	  | grep --line-buffered -v -E '^\s*$$|^(Executing|Ending) Cell|running over TCP without encryption|IProgress not found|from .autonotebook import'
 	@echo "done: outputs/summary.md, tables in outputs/tables/, figures in outputs/figures/, executed notebooks in outputs/notebooks/"

@@ -4,7 +4,9 @@
 
 # %% ../nbs/11_experiments.ipynb #0a848730
 from __future__ import annotations
-import hashlib, json, time
+import atexit, hashlib, importlib, json, multiprocessing, time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np
@@ -18,13 +20,13 @@ from .evaluate import evaluate_pair, embed_test_set, model_fingerprint
 from .losses import make_compat_loss
 from .files import atomic_write_text
 from .trunk import TrunkCache, FromTrunk, has_trunk
-from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device, dataset_labels
+from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, build_model, training_inputs, init_seed, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device, dataset_labels
 
 # %% auto #0
 __all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'run_seconds',
            'is_finished', 'cached_run', 'experiment_config', 'new_model_config', 'notebook_setup', 'method_spec',
-           'train_setting', 'run_line', 'run_setting', 'sequential_upgrades', 'compatibility_matrix', 'elastic_radii',
-           'read_log']
+           'training_pool', 'close_training_pools', 'train_setting', 'run_line', 'run_setting', 'sequential_upgrades',
+           'sequential_chains', 'compatibility_matrix', 'elastic_radii', 'read_log']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 # where and how a run executes, or what it is evaluated on, not what it trains
@@ -130,9 +132,10 @@ def _old_trainer(data, progress, trunk_cache=None):
 
 class _OldPass:
     "The frozen old model's statistics and training-set embeddings of one setting, computed on first use and shared by its runs."
-    def __init__(self, data, old_model, config:TrainConfig, device, trunk_cache:TrunkCache|None=None):
+    def __init__(self, data, old_model, config:TrainConfig, device, trunk_cache:TrunkCache|None=None,
+                 stats=None, embeddings=None): # values another process computed (see `train_setting`'s workers)
         self.data, self.old_model, self.config, self.device, self.trunk_cache = data, old_model, config, device, trunk_cache
-        self._stats, self._emb = None, None
+        self._stats, self._emb = stats, embeddings
     def _net_and_data(self, part:str):
         "The old model and the images of data[part], or with a trunk cache its trainable part and the cached trunk features."
         if self.trunk_cache is None or not has_trunk(self.old_model): return self.old_model, self.data[part]
@@ -167,6 +170,55 @@ def method_spec(name:str, # a key of COMPAT_LOSSES or of method_options
     opts = dict((method_options or {}).get(name, {}))
     return opts.pop("method", name), opts
 
+def _worker_start(threads:int):
+    torch.set_num_threads(threads)
+
+_POOLS = {}
+
+def _in_package(name:str):
+    "A function of this module as the installed package has it: what a spawned process can unpickle (a notebook's own definitions live in its __main__)."
+    return getattr(importlib.import_module("advbct.experiments"), name)
+
+def training_pool(workers:int) -> ProcessPoolExecutor:
+    "The session's pool of `workers` spawned training processes; the CPU's threads are shared out among them."
+    if workers not in _POOLS:
+        threads = max(1, torch.get_num_threads() // workers)
+        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_in_package("_worker_start"), initargs=(threads,))
+    return _POOLS[workers]
+
+def close_training_pools(terminate:bool=False):
+    "Shut the training pools down; `terminate` also stops runs in progress (their last finished epoch stays resumable)."
+    for pool in list(_POOLS.values()):
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # taken before shutdown forgets them
+        pool.shutdown(wait=not terminate, cancel_futures=True)
+        if terminate:
+            for proc in processes: proc.terminate()
+    _POOLS.clear()
+
+atexit.register(close_training_pools)
+
+def _train_in_worker(profile, setting, seed, runs_dir, name, method_options, changes, stats, embeddings) -> str:
+    "Train one new model of a setting in a pool process (same config, data and old model as `train_setting`'s); its run folder."
+    old_config = experiment_config(profile, setting, seed, **changes)
+    data, device = setting_data(old_config), resolve_device(old_config.device)
+    trunk_cache, old_dir = trunk_cache_of(old_config, runs_dir), run_dir(old_config, runs_dir)
+    old_model = load_model(old_dir/MODEL, device)
+    method, opts = method_spec(name, method_options)
+    config = new_model_config(old_config, setting, method, profile, old_dir/MODEL, **opts)
+    old_pass = _OldPass(data, old_model, old_config, device, trunk_cache, stats, embeddings)
+    return str(cached_run(config, _new_trainer(data, old_model, False, old_pass, trunk_cache), runs_dir, device)[1])
+
+def _start_in_workers(workers:int, todo:dict, old_pass:_OldPass, data, trunk_cache, profile, setting, seed, runs_dir, method_options, changes) -> dict:
+    "Submit the runs of `todo` {row: config} to the training pool; {row: future}."
+    # what each process would otherwise compute again: the old model's statistics and embeddings, the new trunks' features
+    trunks = {}
+    for config in todo.values():
+        if config.cache_trunk: trunks.setdefault((config.backbone, config.small_input, config.pretrained, config.trainable_from, init_seed(config)), config)
+    for config in trunks.values(): training_inputs(config, build_model(config, data["num_classes"]), data["new"], trunk_cache)
+    pool = training_pool(workers)
+    return {name: pool.submit(_in_package("_train_in_worker"), profile, setting, seed, str(runs_dir), name, method_options, changes,
+                              old_pass.stats(config.method), old_pass.embeddings(config)) for name, config in todo.items()}
+
 def train_setting(profile:str, # "smoke", "cpu" or "paper"
                   setting:str, # one of SETTINGS
                   methods, # row names: keys of COMPAT_LOSSES or of method_options
@@ -175,8 +227,10 @@ def train_setting(profile:str, # "smoke", "cpu" or "paper"
                   method_options:dict|None=None, # {row name: {"method": loss, **TrainConfig fields}}
                   progress:bool=True, # progress bars
                   on_run=None, # on_run(row, model, folder, out, trained) after each run is there, the old model first; trained: False when loaded
+                  workers:int=1, # on a CPU: new models trained at once, each in its own process with its share of the threads
                   **changes) -> dict: # old, new {row: model}, folders {row: run folder}, data, old_config
     "Train (or load) the old model and every method's new model of one setting and seed."
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1: raise ValueError(f"train_setting: workers must be an int >= 1, got {workers!r}")
     old_config = experiment_config(profile, setting, seed, **changes)
     data = setting_data(old_config)
     device, trunk_cache = resolve_device(old_config.device), trunk_cache_of(old_config, runs_dir)
@@ -185,13 +239,30 @@ def train_setting(profile:str, # "smoke", "cpu" or "paper"
     out = dict(old=old_model, new={}, folders={"old": old_dir}, data=data, old_config=old_config, configs={}, trunk_cache=trunk_cache)
     if on_run: on_run("old", old_model, old_dir, out, not old_done)
     old_pass = _OldPass(data, old_model, old_config, device, trunk_cache)  # one pass of the old model for all the setting's runs
-    for name in tqdm(list(methods), desc=f"{setting} seed {seed}", disable=not progress):
+    configs = {}
+    for name in methods:
         method, opts = method_spec(name, method_options)
-        config = new_model_config(old_config, setting, method, profile, old_dir/MODEL, **opts)
-        was_done = is_finished(run_dir(config, runs_dir))
-        out["new"][name], out["folders"][name] = cached_run(config, _new_trainer(data, old_model, progress, old_pass, trunk_cache), runs_dir, device)
-        out["configs"][name] = config
-        if on_run: on_run(name, out["new"][name], out["folders"][name], out, not was_done)
+        configs[name] = new_model_config(old_config, setting, method, profile, old_dir/MODEL, **opts)
+    done = {name: is_finished(run_dir(config, runs_dir)) for name, config in configs.items()}
+    todo = {name: config for name, config in configs.items() if not done[name]}
+    # a GPU trains one run at a time; on a CPU two 1-thread processes get more from two cores than one 2-thread one
+    futures = (_start_in_workers(workers, todo, old_pass, data, trunk_cache, profile, setting, seed, runs_dir, method_options, changes)
+               if workers > 1 and device.type == "cpu" and len(todo) > 1 else {})
+    try:
+        for name, config in tqdm(configs.items(), desc=f"{setting} seed {seed}", disable=not progress):
+            if name in futures:
+                try: folder = Path(futures[name].result())  # the pool process finished the run: cached_run below loads it
+                except BrokenProcessPool as e:
+                    raise RuntimeError(f"train_setting: a training process of {setting} seed {seed} died while training {name} (out of memory? "
+                                       f"or a script that trains outside `if __name__ == '__main__':`, which spawned processes re-run); "
+                                       f"finished runs are kept: run again, or pass workers=1 to train in this process") from e
+                if folder != run_dir(config, runs_dir): raise RuntimeError(f"train_setting: the pool trained {folder}, expected {run_dir(config, runs_dir)}")
+            out["new"][name], out["folders"][name] = cached_run(config, _new_trainer(data, old_model, progress, old_pass, trunk_cache), runs_dir, device)
+            out["configs"][name] = config
+            if on_run: on_run(name, out["new"][name], out["folders"][name], out, not done[name])
+    except BaseException:
+        if futures: close_training_pools(terminate=True)  # an interrupt or error stops the pool's runs too
+        raise
     return out
 
 def run_line(setting:str, row:str, seed:int,
@@ -213,6 +284,7 @@ def run_setting(profile:str, # "smoke", "cpu" or "paper"
                 method_options:dict|None=None, # {row name: {"method": loss, **TrainConfig fields}}
                 progress:bool=True, # progress bars
                 log:bool=True, # print one run_line per run as soon as it is trained (or loaded) and evaluated
+                workers:int=1, # new models trained at once on a CPU (see train_setting)
                 **changes) -> list[dict]: # records {"setting","method","seed","test_set","self","cross","old"[, "protocol", "variant"]}
     "Train what is missing, evaluate each model as soon as it is there, and return advbct.report records (mAP fractions)."
     records = []
@@ -227,7 +299,7 @@ def run_setting(profile:str, # "smoke", "cpu" or "paper"
         records.extend(dict(setting=setting, method=name, seed=seed, test_set=t, self=s["self"], cross=s["cross"], old=s["old"], **tags.get(t, {}))
                        for t, s in scores.items())
         if log: print(run_line(setting, name, seed, folder, scores, trained), flush=True)
-    train_setting(profile, setting, methods, seed, runs_dir, method_options, progress, on_run=evaluate_run, **changes)
+    train_setting(profile, setting, methods, seed, runs_dir, method_options, progress, on_run=evaluate_run, workers=workers, **changes)
     return records
 
 
@@ -239,6 +311,8 @@ def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
                         runs_dir="runs", # parent folder of all runs
                         progress:bool=True,
                         log:bool=True, # print one line per stage (seconds, or cached)
+                        upto:int|None=None, # train only phi_1 .. phi_upto (and, with a cached trunk, the later stages' trunk features)
+                        trained_since:float|None=None, # time.time() after which a finished run counts as trained by this call in the log
                         **changes) -> dict: # models [phi_1, ...], folders, test_sets
     "phi_1 -> phi_2 -> ...: phi_1 trained with cross-entropy on the first share, each later model against the one before on a larger share."
     fractions = list(fractions)
@@ -256,7 +330,8 @@ def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
     stage_sets = [in_memory(s, f"{f:.0%} training set") for s, f in zip(stage_sets, fractions)]
     device, trunk_cache = resolve_device(base.device), trunk_cache_of(base, runs_dir)
     def stage(k, cfg, trainer):
-        was_done = is_finished(run_dir(cfg, runs_dir))
+        folder = run_dir(cfg, runs_dir)
+        was_done = is_finished(folder) and (trained_since is None or (folder/DONE).stat().st_mtime < trained_since)
         model, folder = cached_run(cfg, trainer, runs_dir, device)
         if log:
             print(f"sequential {method} | phi_{k + 1} ({fractions[k]:.0%} of the data) | seed {seed} | {run_seconds(folder):.0f} s{' (cached)' if was_done else ''}", flush=True)
@@ -266,7 +341,9 @@ def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
     model, folder = stage(0, cfg, lambda c, resume: train_old(c, stage_sets[0], num_classes=data["num_classes"], resume=resume, progress_bar=progress,
                                                              trunk_cache=trunk_cache))
     models, folders = [model], [folder]
-    for k in range(1, len(fractions)):
+    if upto == 1 and base.cache_trunk:  # the later stages' trunk features, for processes that train them (same frozen trunk)
+        for s in stage_sets[1:]: training_inputs(cfg, model, s, trunk_cache)
+    for k in range(1, len(fractions) if upto is None else min(upto, len(fractions))):
         prev, prev_set = models[-1], stage_sets[k - 1]
         # every stage starts from its own random weights (phi_3 must not share phi_2's initialisation)
         cfg = replace(base, method=method, old_checkpoint=str(folders[-1]/MODEL), split_fraction=fractions[k] if fractions[k] < 1 else base.split_fraction,
@@ -276,6 +353,28 @@ def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
         model, folder = stage(k, cfg.validate(), trainer)
         models.append(model); folders.append(folder)
     return dict(models=models, folders=folders, test_sets=data["test_sets"], fractions=fractions, trunk_cache=trunk_cache)
+
+def _chain_in_worker(profile, method, fractions, seed, runs_dir, changes) -> list[str]:
+    return [str(f) for f in sequential_upgrades(profile, method, fractions, seed, runs_dir, progress=False, log=False, **changes)["folders"]]
+
+def sequential_chains(profile:str, # "smoke", "cpu" or "paper"
+                      methods, # one chain per compatibility loss
+                      fractions=(0.3, 0.6, 1.0), seed:int=0, runs_dir="runs", progress:bool=True, log:bool=True,
+                      workers:int=1, # on a CPU: chains trained at once, each in its own process (see train_setting)
+                      **changes) -> dict: # {method: sequential_upgrades' result}
+    "`sequential_upgrades` of each method; with workers the chains train in parallel after phi_1, which they share."
+    methods, start = list(methods), time.time()
+    base = experiment_config(profile, "extended_data", seed, **changes)
+    if workers > 1 and len(methods) > 1 and resolve_device(base.device).type == "cpu":
+        sequential_upgrades(profile, methods[0], fractions, seed, runs_dir, progress, log=False, upto=1, **changes)
+        pool = training_pool(workers)
+        futures = [pool.submit(_in_package("_chain_in_worker"), profile, m, fractions, seed, str(runs_dir), changes) for m in methods]
+        try:
+            for f in futures: f.result()
+        except BaseException:
+            close_training_pools(terminate=True)
+            raise
+    return {m: sequential_upgrades(profile, m, fractions, seed, runs_dir, progress, log, trained_since=start, **changes) for m in methods}
 
 def compatibility_matrix(models, # [phi_1, phi_2, ...]
                          test_set, # one test set
