@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_experiments.ipynb #0a848730
 from __future__ import annotations
-import atexit, hashlib, importlib, json, multiprocessing, time
+import atexit, hashlib, importlib, json, multiprocessing, os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, replace
@@ -25,8 +25,8 @@ from .train import train_old, train_new, load_model, embed_dataset, old_stats_of
 # %% auto #0
 __all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'run_seconds',
            'is_finished', 'cached_run', 'experiment_config', 'new_model_config', 'notebook_setup', 'method_spec',
-           'training_pool', 'close_training_pools', 'train_setting', 'run_line', 'run_setting', 'sequential_upgrades',
-           'sequential_chains', 'compatibility_matrix', 'elastic_radii', 'read_log']
+           'training_pool', 'close_training_pools', 'queue_setting', 'train_setting', 'run_line', 'run_setting',
+           'sequential_upgrades', 'sequential_chains', 'compatibility_matrix', 'elastic_radii', 'read_log']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 # where and how a run executes, or what it is evaluated on, not what it trains
@@ -172,6 +172,8 @@ def method_spec(name:str, # a key of COMPAT_LOSSES or of method_options
 
 def _worker_start(threads:int):
     torch.set_num_threads(threads)
+    # a pool process writes nothing to the terminal (progress bars would bury the run lines); its errors come back through its futures
+    sys.stderr = open(os.devnull, "w")
 
 _POOLS = {}
 
@@ -186,6 +188,9 @@ def training_pool(workers:int) -> ProcessPoolExecutor:
         _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_in_package("_worker_start"), initargs=(threads,))
     return _POOLS[workers]
 
+_PENDING = {}  # run folder -> future of a run queued in the training pool, until train_setting collects it
+_FRESH = set()  # old models queue_setting trained, until train_setting logs them
+
 def close_training_pools(terminate:bool=False):
     "Shut the training pools down; `terminate` also stops runs in progress (their last finished epoch stays resumable)."
     for pool in list(_POOLS.values()):
@@ -193,7 +198,7 @@ def close_training_pools(terminate:bool=False):
         pool.shutdown(wait=not terminate, cancel_futures=True)
         if terminate:
             for proc in processes: proc.terminate()
-    _POOLS.clear()
+    _POOLS.clear(); _PENDING.clear(); _FRESH.clear()
 
 atexit.register(close_training_pools)
 
@@ -208,16 +213,48 @@ def _train_in_worker(profile, setting, seed, runs_dir, name, method_options, cha
     old_pass = _OldPass(data, old_model, old_config, device, trunk_cache, stats, embeddings)
     return str(cached_run(config, _new_trainer(data, old_model, False, old_pass, trunk_cache), runs_dir, device)[1])
 
-def _start_in_workers(workers:int, todo:dict, old_pass:_OldPass, data, trunk_cache, profile, setting, seed, runs_dir, method_options, changes) -> dict:
-    "Submit the runs of `todo` {row: config} to the training pool; {row: future}."
+def _check_workers(workers):
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1: raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+
+def _setting_start(profile, setting, methods, seed, runs_dir, method_options, progress, changes) -> dict:
+    "A setting's data, its old model (trained when missing) and its new models' configs {row: config}."
+    old_config = experiment_config(profile, setting, seed, **changes)
+    data = setting_data(old_config)
+    device, trunk_cache = resolve_device(old_config.device), trunk_cache_of(old_config, runs_dir)
+    old_done = is_finished(run_dir(old_config, runs_dir))
+    old_model, old_dir = cached_run(old_config, _old_trainer(data, progress, trunk_cache), runs_dir, device)
+    if not old_done: _FRESH.add(old_dir)
+    old_done = old_done and old_dir not in _FRESH
+    configs = {}
+    for name in methods:
+        method, opts = method_spec(name, method_options)
+        configs[name] = new_model_config(old_config, setting, method, profile, old_dir/MODEL, **opts)
+    return dict(old_config=old_config, data=data, device=device, trunk_cache=trunk_cache, old_model=old_model, old_dir=old_dir, old_done=old_done,
+                configs=configs, old_pass=_OldPass(data, old_model, old_config, device, trunk_cache))  # one pass of the old model for all the runs
+
+def _queue(workers:int, start:dict, profile, setting, seed, runs_dir, method_options, changes) -> int:
+    "Submit the setting's missing runs (not finished, not queued) to the training pool; how many."
+    todo = {name: c for name, c in start["configs"].items() if run_dir(c, runs_dir) not in _PENDING and not is_finished(run_dir(c, runs_dir))}
     # what each process would otherwise compute again: the old model's statistics and embeddings, the new trunks' features
     trunks = {}
     for config in todo.values():
         if config.cache_trunk: trunks.setdefault((config.backbone, config.small_input, config.pretrained, config.trainable_from, init_seed(config)), config)
-    for config in trunks.values(): training_inputs(config, build_model(config, data["num_classes"]), data["new"], trunk_cache)
-    pool = training_pool(workers)
-    return {name: pool.submit(_in_package("_train_in_worker"), profile, setting, seed, str(runs_dir), name, method_options, changes,
-                              old_pass.stats(config.method), old_pass.embeddings(config)) for name, config in todo.items()}
+    for config in trunks.values(): training_inputs(config, build_model(config, start["data"]["num_classes"]), start["data"]["new"], start["trunk_cache"])
+    pool, old_pass = training_pool(workers) if todo else None, start["old_pass"]
+    for name, config in todo.items():
+        _PENDING[run_dir(config, runs_dir)] = pool.submit(_in_package("_train_in_worker"), profile, setting, seed, str(runs_dir), name, method_options,
+                                                          changes, old_pass.stats(config.method), old_pass.embeddings(config))
+    return len(todo)
+
+def queue_setting(profile:str, setting:str, methods, seed:int, runs_dir,
+                  method_options:dict|None=None, progress:bool=True,
+                  workers:int=2, # the pool's processes (1, or a GPU: nothing is queued)
+                  **changes) -> int: # runs queued
+    "Train (or load) a setting's old model and queue its missing new models in the training pool; `train_setting` collects them."
+    _check_workers(workers)
+    start = _setting_start(profile, setting, methods, seed, runs_dir, method_options, progress, changes)
+    if workers == 1 or start["device"].type != "cpu": return 0
+    return _queue(workers, start, profile, setting, seed, runs_dir, method_options, changes)
 
 def train_setting(profile:str, # "smoke", "cpu" or "paper"
                   setting:str, # one of SETTINGS
@@ -229,39 +266,33 @@ def train_setting(profile:str, # "smoke", "cpu" or "paper"
                   on_run=None, # on_run(row, model, folder, out, trained) after each run is there, the old model first; trained: False when loaded
                   workers:int=1, # on a CPU: new models trained at once, each in its own process with its share of the threads
                   **changes) -> dict: # old, new {row: model}, folders {row: run folder}, data, old_config
-    "Train (or load) the old model and every method's new model of one setting and seed."
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1: raise ValueError(f"train_setting: workers must be an int >= 1, got {workers!r}")
-    old_config = experiment_config(profile, setting, seed, **changes)
-    data = setting_data(old_config)
-    device, trunk_cache = resolve_device(old_config.device), trunk_cache_of(old_config, runs_dir)
-    old_done = is_finished(run_dir(old_config, runs_dir))
-    old_model, old_dir = cached_run(old_config, _old_trainer(data, progress, trunk_cache), runs_dir, device)
-    out = dict(old=old_model, new={}, folders={"old": old_dir}, data=data, old_config=old_config, configs={}, trunk_cache=trunk_cache)
-    if on_run: on_run("old", old_model, old_dir, out, not old_done)
-    old_pass = _OldPass(data, old_model, old_config, device, trunk_cache)  # one pass of the old model for all the setting's runs
-    configs = {}
-    for name in methods:
-        method, opts = method_spec(name, method_options)
-        configs[name] = new_model_config(old_config, setting, method, profile, old_dir/MODEL, **opts)
-    done = {name: is_finished(run_dir(config, runs_dir)) for name, config in configs.items()}
-    todo = {name: config for name, config in configs.items() if not done[name]}
+    "Train (or load) the old model and every method's new model of one setting and seed (collecting those `queue_setting` queued)."
+    _check_workers(workers)
+    start = _setting_start(profile, setting, methods, seed, runs_dir, method_options, progress, changes)
+    data, device, trunk_cache, old_model, configs = start["data"], start["device"], start["trunk_cache"], start["old_model"], start["configs"]
+    out = dict(old=old_model, new={}, folders={"old": start["old_dir"]}, data=data, old_config=start["old_config"], configs={}, trunk_cache=trunk_cache)
+    _FRESH.discard(start["old_dir"])  # logged once as trained, then as loaded
+    if on_run: on_run("old", old_model, start["old_dir"], out, not start["old_done"])
+    folders = {name: run_dir(config, runs_dir) for name, config in configs.items()}
+    done = {name: folders[name] not in _PENDING and is_finished(folders[name]) for name in configs}  # a queued run is this session's
     # a GPU trains one run at a time; on a CPU two 1-thread processes get more from two cores than one 2-thread one
-    futures = (_start_in_workers(workers, todo, old_pass, data, trunk_cache, profile, setting, seed, runs_dir, method_options, changes)
-               if workers > 1 and device.type == "cpu" and len(todo) > 1 else {})
+    if workers > 1 and device.type == "cpu" and sum(not d for d in done.values()) > 1:
+        _queue(workers, start, profile, setting, seed, runs_dir, method_options, changes)
     try:
         for name, config in tqdm(configs.items(), desc=f"{setting} seed {seed}", disable=not progress):
-            if name in futures:
-                try: folder = Path(futures[name].result())  # the pool process finished the run: cached_run below loads it
+            if folders[name] in _PENDING:
+                try: folder = Path(_PENDING[folders[name]].result())  # the pool process finished the run: cached_run below loads it
                 except BrokenProcessPool as e:
                     raise RuntimeError(f"train_setting: a training process of {setting} seed {seed} died while training {name} (out of memory? "
                                        f"or a script that trains outside `if __name__ == '__main__':`, which spawned processes re-run); "
                                        f"finished runs are kept: run again, or pass workers=1 to train in this process") from e
-                if folder != run_dir(config, runs_dir): raise RuntimeError(f"train_setting: the pool trained {folder}, expected {run_dir(config, runs_dir)}")
-            out["new"][name], out["folders"][name] = cached_run(config, _new_trainer(data, old_model, progress, old_pass, trunk_cache), runs_dir, device)
+                if folder != folders[name]: raise RuntimeError(f"train_setting: the pool trained {folder}, expected {folders[name]}")
+                del _PENDING[folders[name]]
+            out["new"][name], out["folders"][name] = cached_run(config, _new_trainer(data, old_model, progress, start["old_pass"], trunk_cache), runs_dir, device)
             out["configs"][name] = config
             if on_run: on_run(name, out["new"][name], out["folders"][name], out, not done[name])
     except BaseException:
-        if futures: close_training_pools(terminate=True)  # an interrupt or error stops the pool's runs too
+        if _PENDING: close_training_pools(terminate=True)  # an interrupt or error stops the pool's runs too
         raise
     return out
 
