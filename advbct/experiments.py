@@ -394,6 +394,7 @@ def sequential_chains(profile:str, # "smoke", "cpu" or "paper"
                       workers:int=1, # on a CPU: chains trained at once, each in its own process (see train_setting)
                       **changes) -> dict: # {method: sequential_upgrades' result}
     "`sequential_upgrades` of each method; with workers the chains train in parallel after phi_1, which they share."
+    _check_workers(workers)
     methods, start = list(methods), time.time()
     base = experiment_config(profile, "extended_data", seed, **changes)
     if workers > 1 and len(methods) > 1 and resolve_device(base.device).type == "cpu":
