@@ -204,20 +204,15 @@ atexit.register(close_training_pools)
 
 def _train_in_worker(profile, setting, seed, runs_dir, name, method_options, changes, stats, embeddings) -> str:
     "Train one new model of a setting in a pool process (same config, data and old model as `train_setting`'s); its run folder."
-    old_config = experiment_config(profile, setting, seed, **changes)
-    data, device = setting_data(old_config), resolve_device(old_config.device)
-    trunk_cache, old_dir = trunk_cache_of(old_config, runs_dir), run_dir(old_config, runs_dir)
-    old_model = load_model(old_dir/MODEL, device)
-    method, opts = method_spec(name, method_options)
-    config = new_model_config(old_config, setting, method, profile, old_dir/MODEL, **opts)
-    old_pass = _OldPass(data, old_model, old_config, device, trunk_cache, stats, embeddings)
-    return str(cached_run(config, _new_trainer(data, old_model, False, old_pass, trunk_cache), runs_dir, device)[1])
+    s = _setting_start(profile, setting, [name], seed, runs_dir, method_options, False, changes, stats, embeddings)
+    trainer = _new_trainer(s["data"], s["old_model"], False, s["old_pass"], s["trunk_cache"])
+    return str(cached_run(s["configs"][name], trainer, runs_dir, s["device"])[1])
 
 def _check_workers(workers):
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1: raise ValueError(f"workers must be an int >= 1, got {workers!r}")
 
-def _setting_start(profile, setting, methods, seed, runs_dir, method_options, progress, changes) -> dict:
-    "A setting's data, its old model (trained when missing) and its new models' configs {row: config}."
+def _setting_start(profile, setting, methods, seed, runs_dir, method_options, progress, changes, stats=None, embeddings=None) -> dict:
+    "A setting's data, its old model (trained when missing) and its new models' configs {row: config}; stats/embeddings: see _OldPass."
     old_config = experiment_config(profile, setting, seed, **changes)
     data = setting_data(old_config)
     device, trunk_cache = resolve_device(old_config.device), trunk_cache_of(old_config, runs_dir)
@@ -230,7 +225,7 @@ def _setting_start(profile, setting, methods, seed, runs_dir, method_options, pr
         method, opts = method_spec(name, method_options)
         configs[name] = new_model_config(old_config, setting, method, profile, old_dir/MODEL, **opts)
     return dict(old_config=old_config, data=data, device=device, trunk_cache=trunk_cache, old_model=old_model, old_dir=old_dir, old_done=old_done,
-                configs=configs, old_pass=_OldPass(data, old_model, old_config, device, trunk_cache))  # one pass of the old model for all the runs
+                configs=configs, old_pass=_OldPass(data, old_model, old_config, device, trunk_cache, stats, embeddings))  # one pass of the old model for all the runs
 
 def _queue(workers:int, start:dict, profile, setting, seed, runs_dir, method_options, changes) -> int:
     "Submit the setting's missing runs (not finished, not queued) to the training pool; how many."
