@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['MIN_RADIUS_COUNT', 'OldClassStats', 'class_quantiles', 'iqr_kept', 'iqr_filtered_max', 'iqr_filtered_min',
-           'class_stats_from_embeddings', 'old_class_stats']
+__all__ = ['MIN_RADIUS_COUNT', 'QUARTILE_RULES', 'OldClassStats', 'class_quantiles', 'iqr_kept', 'iqr_filtered_max',
+           'iqr_filtered_min', 'class_stats_from_embeddings', 'old_class_stats']
 
 # %% ../nbs/05_boundary.ipynb #dddb08f9
 MIN_RADIUS_COUNT = 2  # old classes with fewer samples get no radius: the point-to-set and LCE terms skip them, as the reference does
@@ -55,6 +55,11 @@ class OldClassStats:
         return cls(**{f.name: state[f.name] for f in fields(cls)})
 
 # %% ../nbs/05_boundary.ipynb #f8574a12
+QUARTILE_RULES = ("index", "linear")  # "index": the reference's v[int(n q)]; "linear": numpy's default interpolation
+
+def _check_rule(rule:str, where:str):
+    if rule not in QUARTILE_RULES: raise ValueError(f"{where}: unknown quartile rule {rule!r}; valid: {', '.join(QUARTILE_RULES)}")
+
 def _sorted_by_class(values:torch.Tensor, labels:torch.Tensor, num_classes:int):
     "Values sorted by (class, value), per-class counts and the start of each class's run."
     order = torch.argsort(values, stable=True)
@@ -67,20 +72,27 @@ def class_quantiles(values:torch.Tensor, # (N,) values
                     labels:torch.Tensor, # (N,) class ids in [0, num_classes)
                     num_classes:int, # C
                     qs:tuple[float, ...], # quantile levels in [0, 1]
+                    method:str="index", # "index": v[min(floor(n q), n-1)] as the reference; "linear": numpy's interpolation
                    ) -> torch.Tensor:
-    "(len(qs), C) per-class quantiles with numpy's linear interpolation; nan for empty classes."
+    "(len(qs), C) per-class quantiles of the sorted values, by index or by linear interpolation; nan for empty classes."
+    _check_rule(method, "class_quantiles")
     v, counts, starts = _sorted_by_class(values, labels, num_classes)
-    n = counts.clamp(min=1).to(values.dtype)
+    nan = torch.full((num_classes,), float("nan"), dtype=values.dtype, device=values.device)
+    if not len(v): return torch.stack([nan for _ in qs])
+    def at(pos): return v[(starts + pos).clamp(max=len(v) - 1)]  # empty classes read any value; masked below
+    last = (counts - 1).clamp(min=0)
     out = []
     for q in qs:
-        h = (n - 1) * q
-        lo = torch.floor(h)
-        frac = h - lo
-        hi = torch.minimum(lo + 1, n - 1).long()
-        lo = lo.long()
-        ql = v[(starts + lo).clamp(max=max(len(v) - 1, 0))] if len(v) else torch.zeros_like(n)
-        qh = v[(starts + hi).clamp(max=max(len(v) - 1, 0))] if len(v) else torch.zeros_like(n)
-        out.append(torch.where(counts > 0, ql + frac * (qh - ql), torch.full_like(ql, float("nan"))))
+        if method == "index":
+            # n q in float64 is exact for the quartiles (q = 1/4, 3/4), so floor gives the reference's int(n/4), int(3n/4)
+            value = at(torch.minimum(torch.floor(counts.to(torch.float64) * q).long(), last))
+        else:
+            h = last.to(values.dtype) * q
+            lo = torch.floor(h)
+            frac = h - lo
+            ql, qh = at(lo.long()), at(torch.minimum(lo.long() + 1, last))
+            value = ql + frac * (qh - ql)
+        out.append(torch.where(counts > 0, value, nan))
     return torch.stack(out)
 
 # %% ../nbs/05_boundary.ipynb #2f4798b2
@@ -88,9 +100,11 @@ def iqr_kept(values:torch.Tensor, # (N,) values, e.g. distances to the class cen
              labels:torch.Tensor, # (N,) class ids
              num_classes:int, # C
              min_count:int=4, # classes with fewer samples are not filtered
+             quartiles:str="index", # "index" (the reference's Q1 = v[int(n/4)], Q3 = v[int(3n/4)]) or "linear" (numpy's)
             ) -> torch.Tensor:
     "(N,) bool: the values inside their class's fence [Q1 - 1.5 IQR, Q3 + 1.5 IQR] (all of a class with < min_count)."
-    q1, q3 = class_quantiles(values, labels, num_classes, (0.25, 0.75))
+    _check_rule(quartiles, "iqr_kept")
+    q1, q3 = class_quantiles(values, labels, num_classes, (0.25, 0.75), method=quartiles)
     iqr = q3 - q1
     counts = torch.bincount(labels, minlength=num_classes)
     lo, hi = (q1 - 1.5 * iqr)[labels], (q3 + 1.5 * iqr)[labels]
@@ -98,24 +112,30 @@ def iqr_kept(values:torch.Tensor, # (N,) values, e.g. distances to the class cen
 
 def _per_class(values, labels, keep, num_classes, reduce):
     out = torch.full((num_classes,), float("nan"), dtype=values.dtype, device=values.device)
-    # the median always lies inside the fence, so every non-empty class keeps at least one value
+    # Q1 lies inside the fence under either rule, so every non-empty class keeps at least one value
     return out.scatter_reduce(0, labels[keep], values[keep], reduce=reduce, include_self=False)
 
-def iqr_filtered_max(values:torch.Tensor, labels:torch.Tensor, num_classes:int, min_count:int=4) -> torch.Tensor:
+def iqr_filtered_max(values:torch.Tensor, labels:torch.Tensor, num_classes:int, min_count:int=4,
+                     quartiles:str="index", # passed to iqr_kept
+                    ) -> torch.Tensor:
     "(C,) per-class max of the IQR-kept values (`iqr_kept`); nan for empty classes."
-    return _per_class(values, labels, iqr_kept(values, labels, num_classes, min_count), num_classes, "amax")
+    return _per_class(values, labels, iqr_kept(values, labels, num_classes, min_count, quartiles), num_classes, "amax")
 
-def iqr_filtered_min(values:torch.Tensor, labels:torch.Tensor, num_classes:int, min_count:int=4) -> torch.Tensor:
+def iqr_filtered_min(values:torch.Tensor, labels:torch.Tensor, num_classes:int, min_count:int=4,
+                     quartiles:str="index", # passed to iqr_kept
+                    ) -> torch.Tensor:
     "(C,) per-class min of the IQR-kept values (`iqr_kept`); nan for empty classes."
-    return _per_class(values, labels, iqr_kept(values, labels, num_classes, min_count), num_classes, "amin")
+    return _per_class(values, labels, iqr_kept(values, labels, num_classes, min_count, quartiles), num_classes, "amin")
 
 # %% ../nbs/05_boundary.ipynb #07e2b47d
 def class_stats_from_embeddings(embeddings:torch.Tensor, # (N, d) old-model embeddings (normalised here)
                                 labels:torch.Tensor, # (N,) old class ids in [0, num_classes)
                                 num_classes:int, # C
                                 allow_empty:bool=True, # False: raise when a class has no sample
+                                quartiles:str="index", # IQR filter's quartiles: "index" (the reference's) or "linear" (numpy's)
                                ) -> OldClassStats:
     "Centres, IQR-filtered r_max, r_min and theta_max of every class, vectorised over classes."
+    _check_rule(quartiles, "class_stats_from_embeddings")
     if embeddings.ndim != 2 or labels.shape != (len(embeddings),):
         raise ValueError(f"class_stats_from_embeddings: expected embeddings (N, d) and labels (N,), got {tuple(embeddings.shape)} and {tuple(labels.shape)}")
     labels = labels.long().to(embeddings.device)
@@ -129,7 +149,8 @@ def class_stats_from_embeddings(embeddings:torch.Tensor, # (N, d) old-model embe
     centres = sums / counts.unsqueeze(1).to(f.dtype)  # empty classes: 0/0 = nan
     dist = (f - centres[labels]).norm(dim=1)
     cos = (f * F.normalize(centres, dim=1)[labels]).sum(1).clamp(-1.0, 1.0)
-    keep_dist, keep_angle = iqr_kept(dist, labels, num_classes), iqr_kept(torch.arccos(cos), labels, num_classes)
+    keep_dist = iqr_kept(dist, labels, num_classes, quartiles=quartiles)
+    keep_angle = iqr_kept(torch.arccos(cos), labels, num_classes, quartiles=quartiles)
     no_radius = counts < MIN_RADIUS_COUNT  # one sample: distance 0 to its own centre, which is no boundary
     def radius(values, keep, reduce): return _per_class(values, labels, keep, num_classes, reduce).masked_fill(no_radius, float("nan"))
     return OldClassStats(centres=centres, r_max=radius(dist, keep_dist, "amax"), theta_max=radius(torch.arccos(cos), keep_angle, "amax"),
@@ -142,6 +163,7 @@ def old_class_stats(model:nn.Module, # frozen old model; model(x) gives the (B, 
                     num_classes:int, # number of old classes
                     device:str|torch.device|None=None, # defaults to the model's device
                     allow_empty:bool=True, # False: raise when a class has no sample
+                    quartiles:str="index", # passed to class_stats_from_embeddings: "index" (the reference's) or "linear"
                    ) -> OldClassStats:
     "One eval-mode pass of the old model over `loader`, then `class_stats_from_embeddings`."
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -156,4 +178,4 @@ def old_class_stats(model:nn.Module, # frozen old model; model(x) gives the (B, 
     finally:
         model.train(was_training)
     if not embs: raise ValueError("old_class_stats: the loader yielded no batch")
-    return class_stats_from_embeddings(torch.cat(embs), torch.cat(labs), num_classes, allow_empty=allow_empty)
+    return class_stats_from_embeddings(torch.cat(embs), torch.cat(labs), num_classes, allow_empty=allow_empty, quartiles=quartiles)

@@ -34,7 +34,7 @@ class TrainConfig:
     dim: int = 256                 # embedding dimension d
     small_input: bool = True       # ResNets: 3x3 stem without max-pool, for 32-64 px images
     classifier: str = "linear"     # "linear", "arcface" or "cosface"
-    pretrained: str|None = None    # backbone weights: None (random init), "imagenet", or a state-dict file of the original network
+    pretrained: str|None = None    # backbone weights: None (random init), "imagenet" (the reference's), "imagenet_torchvision" (ResNets: torchvision's V1) or a state-dict file of the original network
     trainable_from: int|None = None # freeze the stem and the first k backbone units (models.EmbeddingModel); None: all trains
     # optimisation
     epochs: int = 30
@@ -60,7 +60,7 @@ class TrainConfig:
     seed: int = 0
     init_seed: int|None = None     # seed of the initial weights; None: seed (old model), seed + 10007 (new models)
     device: str = "auto"           # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
-    amp: bool = True               # mixed precision (CUDA only)
+    amp: bool = True               # mixed precision on any device (train.amp_dtype: float16 + GradScaler where supported; on a CPU it is much slower)
     channels_last: bool = True     # channels-last memory format (CUDA and CPU)
     sync_bn: bool = False          # SyncBatchNorm under DDP
     num_workers: int = 0
@@ -91,7 +91,7 @@ class TrainConfig:
         if bad or not self.test_variants or len(set(self.test_variants)) != len(self.test_variants):
             raise ValueError(f"TrainConfig.test_variants: must be distinct values of {LANDMARK_VARIANTS}, got {self.test_variants}")
         if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
-            raise ValueError(f"TrainConfig.pretrained: must be None, 'imagenet' or a weights file path, got {self.pretrained!r}")
+            raise ValueError(f"TrainConfig.pretrained: must be None, 'imagenet', 'imagenet_torchvision' or a weights file path, got {self.pretrained!r}")
         if self.trainable_from is not None and (isinstance(self.trainable_from, bool) or not isinstance(self.trainable_from, int) or self.trainable_from < 0):
             raise ValueError(f"TrainConfig.trainable_from: must be None or an int >= 0, got {self.trainable_from!r}")
         return self

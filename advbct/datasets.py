@@ -4,7 +4,7 @@
 
 # %% ../nbs/08a_datasets.ipynb #0d5c1a7e
 from __future__ import annotations
-import copy, shutil
+import copy, hashlib, inspect, os, shutil
 from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -16,9 +16,9 @@ from .trunk import TrunkCache
 from .train import dataset_labels, data_tag
 
 # %% auto #0
-__all__ = ['PAPER_PROTOCOLS', 'synthetic_dataset', 'resize_transform', 'training_data', 'in_memory', 'synthetic_test_sets',
-           'paper_layout_of', 'real_test_sets', 'test_set_in_memory', 'landmark_test_sets', 'setting_data',
-           'trunk_cache_of']
+__all__ = ['PAPER_PROTOCOLS', 'IN_MEMORY_DATASETS', 'synthetic_dataset', 'resize_transform', 'training_data', 'in_memory',
+           'synthetic_test_sets', 'paper_layout_of', 'real_test_sets', 'test_set_in_memory', 'landmark_test_sets',
+           'setting_data', 'trunk_cache_of', 'data_fingerprint']
 
 # %% ../nbs/08a_datasets.ipynb #e9ed2f3f
 def synthetic_dataset(n:int=256, # number of images
@@ -133,6 +133,8 @@ def landmark_test_sets(config:TrainConfig, # root, image_size, test_variants
     return list(load_landmarks(config.root, size=config.image_size, variants=tuple(config.test_variants)).test_sets.values())
 
 # %% ../nbs/08a_datasets.ipynb #3e916ce0
+# the embedded benchmarks fit in memory and are decoded once; real data (gldv2, folder) streams from disk through loaders
+IN_MEMORY_DATASETS = ("landmarks", "synthetic")
 _DATA_CACHE = {}
 
 def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed
@@ -145,7 +147,7 @@ def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split
     if config.dataset == "landmarks": test_sets = landmark_test_sets(config)
     elif config.dataset == "synthetic": test_sets = synthetic_test_sets(config)
     else: test_sets = real_test_sets(config.root, config.image_size, PAPER_PROTOCOLS)  # gldv2 / folder: the test sets live beside the training data
-    small = config.dataset in ("landmarks", "synthetic")
+    small = config.dataset in IN_MEMORY_DATASETS
     # decode the small test sets once per process too: every new model of a notebook is evaluated on them
     if small: test_sets = [test_set_in_memory(t) for t in test_sets]
     out = dict(tag=data_tag(config), # names the setting's training images for the trunk cache (non-tensor data); the test variants are no part of them
@@ -166,3 +168,50 @@ def trunk_cache_of(config:TrainConfig, runs_dir) -> TrunkCache|None:
     if folder not in _TRUNK_CACHES:
         _TRUNK_CACHES[folder] = TrunkCache(folder, batch_size=max(256, config.batch_size), progress=False)
     return _TRUNK_CACHES[folder]
+
+# %% ../nbs/08a_datasets.ipynb #bc5b403b
+_FILE_HASHES = {}
+
+def _file_sha1(path:Path) -> str:
+    "sha1 of a file's bytes, read in chunks; remembered per (path, size, mtime) within a process."
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha1()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
+
+def _gldv2_image_count(csv:Path) -> int:
+    "Images listed by a GLDv2 training CSV (train_clean.csv: the ids in `images`; train.csv: one row each)."
+    from advbct.data import read_csv_columns
+    head = read_csv_columns(csv, [])
+    if "images" in head.columns: return int(sum(len(str(v).split()) for v in read_csv_columns(csv, ["images"])["images"]))
+    return len(read_csv_columns(csv, ["id"]))
+
+def data_fingerprint(config:TrainConfig, # dataset, root, image_size, split_seed
+                    ) -> str:
+    "A short hash of the training data a config reads: the landmarks build's manifest, a GLDv2 CSV's bytes and image count, a folder's file list, or the synthetic set's parameters."
+    if config.dataset == "synthetic":
+        params = {k: p.default for k, p in inspect.signature(synthetic_dataset).parameters.items()}
+        params.update(size=config.image_size, seed=config.split_seed)  # as `training_data` draws it
+        text = f"synthetic|{sorted(params.items())}"
+    elif config.dataset == "landmarks":
+        from advbct.landmarks import build_landmarks, default_landmarks_root
+        root = Path(config.root) if config.root else default_landmarks_root(config.image_size)
+        if not (root/"manifest.json").is_file(): build_landmarks(config.root, size=config.image_size)  # as `training_data` would
+        text = f"landmarks|{_file_sha1(root/'manifest.json')}"
+    elif config.dataset == "gldv2":
+        csv = Path(config.root or "")/"train_clean.csv"
+        if config.root is None or not csv.is_file(): raise FileNotFoundError(f"data_fingerprint: no {csv} (dataset 'gldv2' reads root/train_clean.csv)")
+        text = f"gldv2|{_file_sha1(csv)}|{_gldv2_image_count(csv)}"
+    else:
+        root = Path(config.root or "")
+        if config.root is None or not root.is_dir(): raise FileNotFoundError(f"data_fingerprint: no folder {root} (dataset 'folder' reads class folders under root)")
+        h = hashlib.sha1()
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        for p in files: h.update(f"{p.relative_to(root).as_posix()}|{p.stat().st_size}\n".encode())
+        text = f"folder|{h.hexdigest()}|{len(files)}"
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+

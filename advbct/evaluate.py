@@ -69,7 +69,8 @@ def extract_embeddings(model:torch.nn.Module, # maps a batch of images (B, 3, H,
     if channels_last: model.to(memory_format=torch.channels_last)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=dev.type == "cuda")
-    amp = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else nullcontext()
+    # float16 autocast on CUDA only: anywhere else the model runs in float32, so CPU embeddings are the reference numbers
+    amp = torch.autocast(dev.type, dtype=torch.float16) if dev.type == "cuda" else nullcontext()
     out = []
     try:
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):

@@ -13,45 +13,79 @@ import numpy as np
 import torch
 import yaml
 from tqdm.auto import tqdm
-from .config import TrainConfig, profile as base_profile
+from . import __version__
+from .config import TrainConfig, profile as base_profile, with_overrides
 from .data import extended_data_split
-from .datasets import setting_data, in_memory, trunk_cache_of
+from .datasets import setting_data, in_memory, trunk_cache_of, data_fingerprint, IN_MEMORY_DATASETS
 from .evaluate import evaluate_pair, embed_test_set, model_fingerprint
 from .losses import make_compat_loss
 from .files import atomic_write_text
 from .trunk import TrunkCache, FromTrunk, has_trunk
-from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, build_model, training_inputs, init_seed, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device, dataset_labels
+from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, build_model, training_inputs, init_seed, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device, dataset_labels, git_commit
 
 # %% auto #0
-__all__ = ['RUN_FREE_FIELDS', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'run_key', 'run_dir', 'run_seconds',
-           'is_finished', 'cached_run', 'experiment_config', 'new_model_config', 'notebook_setup', 'method_spec',
-           'training_pool', 'close_training_pools', 'queue_setting', 'train_setting', 'run_line', 'run_setting',
-           'sequential_upgrades', 'sequential_chains', 'compatibility_matrix', 'elastic_radii', 'read_log']
+__all__ = ['RUN_FREE_FIELDS', 'TRAINING_MODULES', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'RUNNER_FIELDS',
+           'code_fingerprint', 'run_fingerprints', 'run_key', 'run_dir', 'run_record', 'run_seconds', 'is_finished',
+           'cached_run', 'stale_runs', 'provenance_note', 'experiment_config', 'new_model_config', 'override_changes',
+           'notebook_setup', 'method_spec', 'default_workers', 'pool_devices', 'training_pool', 'close_training_pools',
+           'queue_setting', 'train_setting', 'run_line', 'run_setting', 'sequential_upgrades', 'sequential_chains',
+           'compatibility_matrix', 'elastic_radii', 'read_log']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 # where and how a run executes, or what it is evaluated on, not what it trains
 RUN_FREE_FIELDS = ("out_dir", "device", "num_workers", "test_variants")
+# the modules whose code decides a run's trained weights: a change to any of them gives every run a new folder
+# (report, experiments, evaluate and the docs do not: they read finished runs)
+TRAINING_MODULES = ("boundary", "config", "data", "datasets", "losses", "models", "train", "trunk")
+_CODE_HASHES = {}
+
+def code_fingerprint(package_dir=None, # folder of the advbct sources (default: this installed package)
+                    ) -> str:
+    "A short hash of the source files of TRAINING_MODULES, byte for byte (comments included)."
+    folder = Path(package_dir) if package_dir is not None else Path(importlib.import_module("advbct").__file__).resolve().parent
+    files = [folder/f"{name}.py" for name in TRAINING_MODULES]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing: raise FileNotFoundError(f"code_fingerprint: missing {missing}")
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if stamp not in _CODE_HASHES:  # remembered per process while no file changes
+        h = hashlib.sha1()
+        for f in files: h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+        _CODE_HASHES[stamp] = h.hexdigest()[:12]
+    return _CODE_HASHES[stamp]
+
+def run_fingerprints(config:TrainConfig) -> dict:
+    "The code and data fingerprints that enter `config`'s run key: {code, data}."
+    return dict(code=code_fingerprint(), data=data_fingerprint(config))
 
 def run_key(config:TrainConfig, # the run's configuration
             length:int=10, # hex digits kept
+            fingerprints:dict|None=None, # {code, data} (default: `run_fingerprints(config)`, today's code and data)
            ) -> str:
-    "A short hash of the config's YAML without out_dir/device/num_workers; old_checkpoint counts by its run folder's name."
+    "A short hash of the config's YAML without the RUN_FREE_FIELDS, and of the training code and data; old_checkpoint counts by its run folder's name."
     data = asdict(config)
     for name in RUN_FREE_FIELDS: data.pop(name)
     # the old model is identified by its run folder (<method>-<key>), not by where runs_dir happens to live
     if data["old_checkpoint"]: data["old_checkpoint"] = Path(data["old_checkpoint"]).parent.name
+    data["fingerprints"] = dict(fingerprints or run_fingerprints(config))
     return hashlib.sha1(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:length]
+
 
 # %% ../nbs/11_experiments.ipynb #ed810edc
 DONE = "done.json"
 
-def run_dir(config:TrainConfig, runs_dir) -> Path:
+def run_dir(config:TrainConfig, runs_dir,
+            fingerprints:dict|None=None, # see `run_key`
+           ) -> Path:
     "The folder of `config`'s run: runs_dir/<method>-<key>."
-    return Path(runs_dir)/f"{config.method}-{run_key(config)}"
+    return Path(runs_dir)/f"{config.method}-{run_key(config, fingerprints=fingerprints)}"
+
+def run_record(folder) -> dict:
+    "What a finished run's done.json records (method, key, seconds, fingerprints, torch and advbct versions, git commit)."
+    return json.loads((Path(folder)/DONE).read_text())
 
 def run_seconds(folder) -> float:
     "The training time, in seconds, that a finished run's done.json records."
-    return json.loads((Path(folder)/DONE).read_text()).get("seconds", float("nan"))
+    return run_record(folder).get("seconds", float("nan"))
 
 def is_finished(folder) -> bool:
     "Whether a run folder holds a finished run (its model file and the done marker)."
@@ -62,9 +96,11 @@ def cached_run(config:TrainConfig, # the run; out_dir is replaced by the run fol
                train_fn, # train_fn(config, resume=True) -> model; writes MODEL (and checkpoints) to config.out_dir
                runs_dir, # parent folder of all runs
                device="cpu", # where the loaded model goes
+               fingerprints:dict|None=None, # {code, data} (default: today's, `run_fingerprints`)
               ) -> tuple[torch.nn.Module, Path]: # (model in eval mode, run folder)
     "Load the finished run of `config`, or train it (resuming an interrupted one) and mark it done."
-    folder = run_dir(config, runs_dir)
+    fingerprints = dict(fingerprints or run_fingerprints(config))
+    folder = run_dir(config, runs_dir, fingerprints)
     if (folder/DONE).is_file():
         if not (folder/MODEL).is_file(): raise FileNotFoundError(f"{folder} is marked done but has no {MODEL}; delete the folder to retrain")
         return load_model(folder/MODEL, device), folder
@@ -74,9 +110,35 @@ def cached_run(config:TrainConfig, # the run; out_dir is replaced by the run fol
     model = train_fn(config, resume=True)
     if not (folder/MODEL).is_file(): raise RuntimeError(f"cached_run: training returned but wrote no {folder/MODEL}")
     # the marker is written last and atomically: a folder without it is never taken for a finished run
-    atomic_write_text(folder/DONE, json.dumps(dict(method=config.method, key=run_key(config), epochs=config.epochs,
-                                                   seconds=round(time.time() - start, 3), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))))
+    atomic_write_text(folder/DONE, json.dumps(dict(method=config.method, key=run_key(config, fingerprints=fingerprints), epochs=config.epochs,
+                                                   seconds=round(time.time() - start, 3), finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                   fingerprints=fingerprints, torch=torch.__version__, advbct=__version__, git_commit=git_commit())))
     return load_model(folder/MODEL, device), folder
+
+def stale_runs(runs_dir, # a folder of run folders
+               code:str|None=None, # the code fingerprint counted as current (default: this package's)
+              ) -> list[Path]:
+    "Run folders under `runs_dir` trained by other code than today's (another code fingerprint, or none recorded): safe to delete."
+    code = code or code_fingerprint()
+    out = []
+    for folder in sorted(Path(runs_dir).glob("*-*")):
+        if not (folder/DONE).is_file(): continue  # unfinished: resumed only by its own key, which today's code no longer asks for if stale
+        if run_record(folder).get("fingerprints", {}).get("code") != code: out.append(folder)
+    return out
+
+def provenance_note(runs_dir, # a folder of run folders
+                   ) -> str:
+    "One line naming the torch build(s), advbct version and code fingerprint of the finished runs of today's code in `runs_dir` (a table's note)."
+    stale, counts, code = set(stale_runs(runs_dir)), {}, code_fingerprint()
+    for folder in sorted(Path(runs_dir).glob("*-*")):
+        if (folder/DONE).is_file() and folder not in stale:
+            rec = run_record(folder)
+            key = (rec.get("torch", "?"), rec.get("advbct", "?"))
+            counts[key] = counts.get(key, 0) + 1
+    if not counts: return f"No finished runs of code {code} in {runs_dir}"
+    builds = ", ".join(f"torch {t} and advbct {a} ({n} run{'s' if n > 1 else ''})" for (t, a), n in sorted(counts.items()))
+    return f"Trained with {builds}; code {code}"
+
 
 # %% ../nbs/11_experiments.ipynb #04a38c8f
 SETTINGS = ("extended_data", "extended_class", "extended_backbone_data", "extended_backbone_class")
@@ -114,16 +176,38 @@ def new_model_config(old_config:TrainConfig, # the old model's config (experimen
     return replace(old_config, **changes).validate()
 
 # %% ../nbs/11_experiments.ipynb #31aabe59
+# fields the experiment notebooks decide themselves for each run: an override of them would be silently replaced
+RUNNER_FIELDS = ("method", "setting", "seed", "old_checkpoint", "out_dir")
+
+def override_changes(profile:str, # the profile the overrides apply to
+                     overrides, # "key=value" strings (a list, or one string of them separated by spaces)
+                    ) -> dict: # {field: typed value}
+    "Check `key=value` overrides as `advbct train --set` does (known key, typed value, valid config) and return them as TrainConfig changes."
+    if overrides is None: return {}
+    items = overrides.split() if isinstance(overrides, str) else list(overrides)
+    for item in items:
+        if not isinstance(item, str): raise ValueError(f"overrides: expected 'key=value' strings, got {item!r}")
+    config = with_overrides(base_profile(profile), items)  # names the key of an unknown field or a bad value
+    keys = [item.split("=", 1)[0].strip() for item in items]
+    owned = [k for k in keys if k in RUNNER_FIELDS]
+    if owned: raise ValueError(f"overrides: {', '.join(owned)} cannot be overridden: the experiment notebooks set "
+                               f"{', '.join(RUNNER_FIELDS)} for each run (seeds: the `seeds` parameter)")
+    return {k: getattr(config, k) for k in keys}
+
 def notebook_setup(profile:str, # papermill parameters of an experiment notebook ...
                    seeds, data_root, out_dir, device:str,
+                   overrides=(), # "key=value" TrainConfig overrides applied to every run (`override_changes`)
                   ) -> tuple: # (runs_dir, tables_dir, figures_dir, changes for run_setting, seeds as ints)
     "The shared start of the experiment notebooks: their folders under out_dir and the config changes their parameters make."
     out = Path(out_dir)
     runs_dir, tables_dir, figures_dir = out/"runs", out/"tables", out/"figures"
-    changes = dict(device=device, **({"root": str(data_root)} if data_root else {}))
+    # checked here, before anything trains; the overrides come last, so `device=...` among them wins over the parameter
+    changes = {"device": device, **({"root": str(data_root)} if data_root else {}), **override_changes(profile, overrides)}
+    experiment_config(profile, SETTINGS[0], **changes)  # the whole config is valid with them
     seeds = [int(s) for s in seeds]
-    print(f"profile={profile} seeds={seeds} runs in {runs_dir.resolve()}")
+    print(f"profile={profile} seeds={seeds} runs in {runs_dir.resolve()}" + (f" overrides: {' '.join(overrides) if not isinstance(overrides, str) else overrides}" if overrides else ""))
     return runs_dir, tables_dir, figures_dir, changes, seeds
+
 
 # %% ../nbs/11_experiments.ipynb #4f0e6b2c
 def _old_trainer(data, progress, trunk_cache=None):
@@ -170,10 +254,42 @@ def method_spec(name:str, # a key of COMPAT_LOSSES or of method_options
     opts = dict((method_options or {}).get(name, {}))
     return opts.pop("method", name), opts
 
-def _worker_start(threads:int):
+_WORKER_DEVICE = None  # in a pool process: the device its runs train on (None: the config's)
+
+def _worker_start(threads:int, devices=None):
+    global _WORKER_DEVICE
     torch.set_num_threads(threads)
+    # each process takes one device of the pool's list for its whole life, so no two runs ever share a device
+    if devices is not None: _WORKER_DEVICE = devices.get()
     # a pool process writes nothing to the terminal (progress bars would bury the run lines); its errors come back through its futures
     sys.stderr = open(os.devnull, "w")
+
+def _device_kind(device:str) -> str:
+    "'cpu' or 'cuda' for a device name ('auto' as resolve_device would choose it), without touching CUDA."
+    if device == "auto": return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device).type
+
+def default_workers(device:str, # the runs' device
+                    visible:int|None=None, # GPUs visible (default: torch.cuda.device_count())
+                   ) -> int:
+    "Training processes when `workers` is not given: 2 on a CPU, one per visible GPU on CUDA."
+    if _device_kind(device) == "cpu": return 2
+    return max(1, torch.cuda.device_count() if visible is None else visible)
+
+def pool_devices(device:str, # the runs' device ("cpu", "cuda", "auto", ...)
+                 workers:int, # training processes
+                 visible:int|None=None, # GPUs visible (default: torch.cuda.device_count())
+                ) -> list[str]|None:
+    "The device of each training process: None on a CPU (all train there, with a share of the threads each); on CUDA cuda:0 .. cuda:workers-1, one run per GPU."
+    if _device_kind(device) == "cpu": return None
+    visible = torch.cuda.device_count() if visible is None else visible
+    if workers > visible: raise ValueError(f"workers={workers} on {device!r}: only {visible} GPU(s) visible, and each GPU trains one run at a time")
+    return [f"cuda:{i}" for i in range(workers)]
+
+def _probe_device(seconds:float=0.0) -> tuple:
+    "(pid, device, start, end) of a pool process, after `seconds` of work: shows which device a task would train on."
+    start = time.time(); time.sleep(seconds)
+    return os.getpid(), _WORKER_DEVICE, start, time.time()
 
 _POOLS = {}
 
@@ -181,12 +297,21 @@ def _in_package(name:str):
     "A function of this module as the installed package has it: what a spawned process can unpickle (a notebook's own definitions live in its __main__)."
     return getattr(importlib.import_module("advbct.experiments"), name)
 
-def training_pool(workers:int) -> ProcessPoolExecutor:
+def training_pool(workers:int, # processes
+                  devices:list[str]|None=None, # one device per process (`pool_devices`); None: the runs' own device
+                 ) -> ProcessPoolExecutor:
     "The session's pool of `workers` spawned training processes; the CPU's threads are shared out among them."
-    if workers not in _POOLS:
+    if devices is not None and len(devices) != workers: raise ValueError(f"training_pool: {len(devices)} devices for {workers} processes")
+    key = (workers, None if devices is None else tuple(devices))
+    if key not in _POOLS:
         threads = max(1, torch.get_num_threads() // workers)
-        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_in_package("_worker_start"), initargs=(threads,))
-    return _POOLS[workers]
+        ctx = multiprocessing.get_context("spawn")
+        queue = None
+        if devices is not None:
+            queue = ctx.Queue()
+            for d in devices: queue.put(d)
+        _POOLS[key] = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_in_package("_worker_start"), initargs=(threads, queue))
+    return _POOLS[key]
 
 _PENDING = {}  # run folder -> future of a run queued in the training pool, until train_setting collects it
 _FRESH = set()  # old models queue_setting trained, until train_setting logs them
@@ -204,12 +329,22 @@ atexit.register(close_training_pools)
 
 def _train_in_worker(profile, setting, seed, runs_dir, name, method_options, changes, stats, embeddings) -> str:
     "Train one new model of a setting in a pool process (same config, data and old model as `train_setting`'s); its run folder."
+    if _WORKER_DEVICE is not None: changes = {**changes, "device": _WORKER_DEVICE}  # a run-free field: same run folder
     s = _setting_start(profile, setting, [name], seed, runs_dir, method_options, False, changes, stats, embeddings)
     trainer = _new_trainer(s["data"], s["old_model"], False, s["old_pass"], s["trunk_cache"])
     return str(cached_run(s["configs"][name], trainer, runs_dir, s["device"])[1])
 
-def _check_workers(workers):
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1: raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+def _check_workers(workers, device:str="cpu") -> int:
+    "workers as an int (None: `default_workers(device)`)."
+    if workers is None: return default_workers(device)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1: raise ValueError(f"workers must be an int >= 1 or None, got {workers!r}")
+    return workers
+
+def _pool_for(workers:int, device:torch.device, devices=None):
+    "(use a pool?, its devices): a CPU shares its threads among the processes; CUDA gives each process a GPU of its own."
+    if workers == 1: return False, None
+    if device.type == "cpu": return True, devices
+    return True, devices if devices is not None else pool_devices(str(device.type), workers)
 
 def _setting_start(profile, setting, methods, seed, runs_dir, method_options, progress, changes, stats=None, embeddings=None) -> dict:
     "A setting's data, its old model (trained when missing) and its new models' configs {row: config}; stats/embeddings: see _OldPass."
@@ -227,7 +362,7 @@ def _setting_start(profile, setting, methods, seed, runs_dir, method_options, pr
     return dict(old_config=old_config, data=data, device=device, trunk_cache=trunk_cache, old_model=old_model, old_dir=old_dir, old_done=old_done,
                 configs=configs, old_pass=_OldPass(data, old_model, old_config, device, trunk_cache, stats, embeddings))  # one pass of the old model for all the runs
 
-def _queue(workers:int, start:dict, profile, setting, seed, runs_dir, method_options, changes) -> int:
+def _queue(workers:int, start:dict, profile, setting, seed, runs_dir, method_options, changes, devices=None) -> int:
     "Submit the setting's missing runs (not finished, not queued) to the training pool; how many."
     todo = {name: c for name, c in start["configs"].items() if run_dir(c, runs_dir) not in _PENDING and not is_finished(run_dir(c, runs_dir))}
     # what each process would otherwise compute again: the old model's statistics and embeddings, the new trunks' features
@@ -235,21 +370,26 @@ def _queue(workers:int, start:dict, profile, setting, seed, runs_dir, method_opt
     for config in todo.values():
         if config.cache_trunk: trunks.setdefault((config.backbone, config.small_input, config.pretrained, config.trainable_from, init_seed(config)), config)
     for config in trunks.values(): training_inputs(config, build_model(config, start["data"]["num_classes"]), start["data"]["new"], start["trunk_cache"])
-    pool, old_pass = training_pool(workers) if todo else None, start["old_pass"]
+    pool, old_pass = training_pool(workers, devices) if todo else None, start["old_pass"]
     for name, config in todo.items():
+        stats, emb = old_pass.stats(config.method), old_pass.embeddings(config)
+        # handed over on the CPU: a process on another GPU moves them where it trains
+        stats, emb = None if stats is None else stats.to("cpu"), None if emb is None else emb.cpu()
         _PENDING[run_dir(config, runs_dir)] = pool.submit(_in_package("_train_in_worker"), profile, setting, seed, str(runs_dir), name, method_options,
-                                                          changes, old_pass.stats(config.method), old_pass.embeddings(config))
+                                                          changes, stats, emb)
     return len(todo)
 
 def queue_setting(profile:str, setting:str, methods, seed:int, runs_dir,
                   method_options:dict|None=None, progress:bool=True,
-                  workers:int=2, # the pool's processes (1, or a GPU: nothing is queued)
+                  workers:int|None=2, # the pool's processes (1: nothing is queued; None: `default_workers`)
+                  devices:list[str]|None=None, # one device per process (default: `pool_devices`: the CPU, or cuda:0 .. cuda:workers-1)
                   **changes) -> int: # runs queued
     "Train (or load) a setting's old model and queue its missing new models in the training pool; `train_setting` collects them."
-    _check_workers(workers)
     start = _setting_start(profile, setting, methods, seed, runs_dir, method_options, progress, changes)
-    if workers == 1 or start["device"].type != "cpu": return 0
-    return _queue(workers, start, profile, setting, seed, runs_dir, method_options, changes)
+    workers = _check_workers(workers, str(start["device"]))
+    parallel, devices = _pool_for(workers, start["device"], devices)
+    if not parallel: return 0
+    return _queue(workers, start, profile, setting, seed, runs_dir, method_options, changes, devices)
 
 def train_setting(profile:str, # "smoke", "cpu" or "paper"
                   setting:str, # one of SETTINGS
@@ -259,20 +399,23 @@ def train_setting(profile:str, # "smoke", "cpu" or "paper"
                   method_options:dict|None=None, # {row name: {"method": loss, **TrainConfig fields}}
                   progress:bool=True, # progress bars
                   on_run=None, # on_run(row, model, folder, out, trained) after each run is there, the old model first; trained: False when loaded
-                  workers:int=1, # on a CPU: new models trained at once, each in its own process with its share of the threads
+                  workers:int|None=1, # new models trained at once, each in its own process: on a CPU with its share of the threads, on CUDA with a GPU of its own; None: `default_workers`
+                  devices:list[str]|None=None, # one device per process (default: `pool_devices`)
                   **changes) -> dict: # old, new {row: model}, folders {row: run folder}, data, old_config
     "Train (or load) the old model and every method's new model of one setting and seed (collecting those `queue_setting` queued)."
-    _check_workers(workers)
+    if workers is not None: _check_workers(workers)  # a bad value fails before anything trains
     start = _setting_start(profile, setting, methods, seed, runs_dir, method_options, progress, changes)
+    workers = _check_workers(workers, str(start["device"]))
     data, device, trunk_cache, old_model, configs = start["data"], start["device"], start["trunk_cache"], start["old_model"], start["configs"]
     out = dict(old=old_model, new={}, folders={"old": start["old_dir"]}, data=data, old_config=start["old_config"], configs={}, trunk_cache=trunk_cache)
     _FRESH.discard(start["old_dir"])  # logged once as trained, then as loaded
     if on_run: on_run("old", old_model, start["old_dir"], out, not start["old_done"])
     folders = {name: run_dir(config, runs_dir) for name, config in configs.items()}
     done = {name: folders[name] not in _PENDING and is_finished(folders[name]) for name in configs}  # a queued run is this session's
-    # a GPU trains one run at a time; on a CPU two 1-thread processes get more from two cores than one 2-thread one
-    if workers > 1 and device.type == "cpu" and sum(not d for d in done.values()) > 1:
-        _queue(workers, start, profile, setting, seed, runs_dir, method_options, changes)
+    # on a CPU two 1-thread processes get more from two cores than one 2-thread one; on CUDA each process has its own GPU
+    parallel, devices = _pool_for(workers, device, devices)
+    if parallel and sum(not d for d in done.values()) > 1:
+        _queue(workers, start, profile, setting, seed, runs_dir, method_options, changes, devices)
     try:
         for name, config in tqdm(configs.items(), desc=f"{setting} seed {seed}", disable=not progress):
             if folders[name] in _PENDING:
@@ -281,7 +424,9 @@ def train_setting(profile:str, # "smoke", "cpu" or "paper"
                     raise RuntimeError(f"train_setting: a training process of {setting} seed {seed} died while training {name} (out of memory? "
                                        f"or a script that trains outside `if __name__ == '__main__':`, which spawned processes re-run); "
                                        f"finished runs are kept: run again, or pass workers=1 to train in this process") from e
-                if folder != folders[name]: raise RuntimeError(f"train_setting: the pool trained {folder}, expected {folders[name]}")
+                if folder != folders[name]:  # the key holds the code fingerprint: sources edited while the pool ran give another folder
+                    raise RuntimeError(f"train_setting: the pool trained {folder}, expected {folders[name]} (did the advbct sources change "
+                                       f"while this ran? run keys hold their fingerprint; run again to train with today's code)")
                 del _PENDING[folders[name]]
             out["new"][name], out["folders"][name] = cached_run(config, _new_trainer(data, old_model, progress, start["old_pass"], trunk_cache), runs_dir, device)
             out["configs"][name] = config
@@ -310,7 +455,8 @@ def run_setting(profile:str, # "smoke", "cpu" or "paper"
                 method_options:dict|None=None, # {row name: {"method": loss, **TrainConfig fields}}
                 progress:bool=True, # progress bars
                 log:bool=True, # print one run_line per run as soon as it is trained (or loaded) and evaluated
-                workers:int=1, # new models trained at once on a CPU (see train_setting)
+                workers:int|None=1, # new models trained at once (see train_setting)
+                devices:list[str]|None=None, # one device per training process (see train_setting)
                 **changes) -> list[dict]: # records {"setting","method","seed","test_set","self","cross","old"[, "protocol", "variant"]}
     "Train what is missing, evaluate each model as soon as it is there, and return advbct.report records (mAP fractions)."
     records = []
@@ -325,7 +471,7 @@ def run_setting(profile:str, # "smoke", "cpu" or "paper"
         records.extend(dict(setting=setting, method=name, seed=seed, test_set=t, self=s["self"], cross=s["cross"], old=s["old"], **tags.get(t, {}))
                        for t, s in scores.items())
         if log: print(run_line(setting, name, seed, folder, scores, trained), flush=True)
-    train_setting(profile, setting, methods, seed, runs_dir, method_options, progress, on_run=evaluate_run, workers=workers, **changes)
+    train_setting(profile, setting, methods, seed, runs_dir, method_options, progress, on_run=evaluate_run, workers=workers, devices=devices, **changes)
     return records
 
 
@@ -339,21 +485,22 @@ def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
                         log:bool=True, # print one line per stage (seconds, or cached)
                         upto:int|None=None, # train only phi_1 .. phi_upto (and, with a cached trunk, the later stages' trunk features)
                         trained_since:float|None=None, # time.time() after which a finished run counts as trained by this call in the log
-                        **changes) -> dict: # models [phi_1, ...], folders, test_sets
+                        **changes) -> dict: # models [phi_1, ...], folders, test_sets, stage_sets (each stage's training set)
     "phi_1 -> phi_2 -> ...: phi_1 trained with cross-entropy on the first share, each later model against the one before on a larger share."
     fractions = list(fractions)
     if len(fractions) < 2 or any(b <= a for a, b in zip(fractions, fractions[1:])) or not 0 < fractions[0] or fractions[-1] > 1:
         raise ValueError(f"sequential_upgrades: fractions must increase within (0, 1] and be at least two, got {fractions}")
     base = experiment_config(profile, "extended_data", seed, **changes)
     data = setting_data(base)
-    full, labels = data["full"], data["split"].new_labels
-    stage_sets = []
+    labels, stage_sets = dataset_labels(data["new"]).numpy(), []
     for f in fractions:
         if f >= 1: stage_sets.append(data["new"]); continue
-        # the extended-data split at share f: every class keeps at least one image, labels stay those of the full set
-        split = extended_data_split(np.asarray(data["new"].tensors[1]), base.split_seed, f)
+        # the extended-data split at share f: every class keeps at least one image, labels stay those of the full set;
+        # a stage is an index subset of the training set, read through the loader like any real dataset
+        split = extended_data_split(labels, base.split_seed, f)
         stage_sets.append(split.old_dataset(data["new"]))
-    stage_sets = [in_memory(s, f"{f:.0%} training set") for s, f in zip(stage_sets, fractions)]
+    if base.dataset in IN_MEMORY_DATASETS:  # the embedded benchmarks are decoded once; real data streams from disk
+        stage_sets = [in_memory(s, f"{f:.0%} training set") for s, f in zip(stage_sets, fractions)]
     device, trunk_cache = resolve_device(base.device), trunk_cache_of(base, runs_dir)
     def stage(k, cfg, trainer):
         folder = run_dir(cfg, runs_dir)
@@ -378,23 +525,27 @@ def sequential_upgrades(profile:str, # "smoke", "cpu" or "paper"
                                                                               resume=resume, progress_bar=progress, trunk_cache=trunk_cache)
         model, folder = stage(k, cfg.validate(), trainer)
         models.append(model); folders.append(folder)
-    return dict(models=models, folders=folders, test_sets=data["test_sets"], fractions=fractions, trunk_cache=trunk_cache)
+    return dict(models=models, folders=folders, test_sets=data["test_sets"], fractions=fractions, trunk_cache=trunk_cache, stage_sets=stage_sets)
 
 def _chain_in_worker(profile, method, fractions, seed, runs_dir, changes) -> list[str]:
+    if _WORKER_DEVICE is not None: changes = {**changes, "device": _WORKER_DEVICE}
     return [str(f) for f in sequential_upgrades(profile, method, fractions, seed, runs_dir, progress=False, log=False, **changes)["folders"]]
 
 def sequential_chains(profile:str, # "smoke", "cpu" or "paper"
                       methods, # one chain per compatibility loss
                       fractions=(0.3, 0.6, 1.0), seed:int=0, runs_dir="runs", progress:bool=True, log:bool=True,
-                      workers:int=1, # on a CPU: chains trained at once, each in its own process (see train_setting)
+                      workers:int|None=1, # chains trained at once, each in its own process (see train_setting); None: `default_workers`
+                      devices:list[str]|None=None, # one device per process (default: `pool_devices`)
                       **changes) -> dict: # {method: sequential_upgrades' result}
     "`sequential_upgrades` of each method; with workers the chains train in parallel after phi_1, which they share."
-    _check_workers(workers)
+    if workers is not None: _check_workers(workers)
     methods, start = list(methods), time.time()
     base = experiment_config(profile, "extended_data", seed, **changes)
-    if workers > 1 and len(methods) > 1 and resolve_device(base.device).type == "cpu":
+    workers = _check_workers(workers, base.device)
+    parallel, devices = _pool_for(workers, resolve_device(base.device), devices)
+    if parallel and len(methods) > 1:
         sequential_upgrades(profile, methods[0], fractions, seed, runs_dir, progress, log=False, upto=1, **changes)
-        pool = training_pool(workers)
+        pool = training_pool(workers, devices)
         futures = [pool.submit(_in_package("_chain_in_worker"), profile, m, fractions, seed, str(runs_dir), changes) for m in methods]
         try:
             for f in futures: f.result()

@@ -160,12 +160,14 @@ def gather_across_processes(x:torch.Tensor, # (b, ...) this process's part
     parts[rank] = x  # all_gather returns no gradient; the local slice is the differentiable original
     return torch.cat(parts)
 
+# %% ../nbs/06_losses.ipynb #78714a88
 class HotRefreshLoss(nn.Module):
     "Hot-Refresh RACT: contrastive new-to-old loss with the hardest different-class old and new negatives."
     def __init__(self, tau:float=0.01, # temperature
-                 hardest:int=10): # number of hardest negatives of each kind (old, new)
+                 hardest:int=10, # number of hardest negatives of each kind (old, new)
+                 new_negative_grad:bool=False): # True: gradient also through the local new embeddings used as negatives (False: constants, as the reference)
         super().__init__()
-        self.tau, self.hardest = tau, hardest
+        self.tau, self.hardest, self.new_negative_grad = tau, hardest, new_negative_grad
 
     def _hardest(self, sim:torch.Tensor, negative:torch.Tensor) -> torch.Tensor:
         "(B, k) largest similarities among the negatives; -inf where a row has fewer than k."
@@ -174,7 +176,9 @@ class HotRefreshLoss(nn.Module):
 
     def forward(self, f_new, f_old, labels, progress=None) -> dict[str, torch.Tensor]:
         n_hat, o_hat = F.normalize(f_new, dim=1), F.normalize(f_old, dim=1).to(f_new.dtype)
-        all_new, all_old = gather_across_processes(n_hat), gather_across_processes(o_hat)
+        # the negative keys are constants (as the reference); the query n_hat and the positive keep their gradient
+        all_new = gather_across_processes(n_hat if self.new_negative_grad else n_hat.detach())
+        all_old = gather_across_processes(o_hat.detach())
         all_labels = gather_across_processes(labels)
         negative = labels[:, None] != all_labels[None, :]
         positive = (n_hat * o_hat).sum(1, keepdim=True)

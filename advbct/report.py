@@ -114,13 +114,16 @@ def markdown_table(df:pd.DataFrame) -> str:
 # %% ../nbs/10_report.ipynb #ec166d84
 def save_table(df:pd.DataFrame, # the table
                stem, # path without suffix: writes stem.md, stem.csv and stem.tex
+               note:str|None=None, # a line under the Markdown table and a comment in the LaTeX (e.g. the torch build that trained the runs)
               ) -> list[Path]: # the files written
     "Write a table as Markdown, CSV and LaTeX, each atomically."
     stem = Path(stem)
     flat = df.reset_index() if any(n is not None for n in df.index.names) else df
-    return [atomic_write_text(stem.with_suffix(".md"), markdown_table(df)),
+    md, tex = markdown_table(df), flat.to_latex(index=False).replace("±", r"$\pm$")
+    if note: md, tex = md + f"\n_{note}_\n", f"% {note}\n" + tex
+    return [atomic_write_text(stem.with_suffix(".md"), md),
             atomic_write_text(stem.with_suffix(".csv"), flat.to_csv(index=False)),
-            atomic_write_text(stem.with_suffix(".tex"), flat.to_latex(index=False).replace("±", r"$\pm$"))]
+            atomic_write_text(stem.with_suffix(".tex"), tex)]
 
 # %% ../nbs/10_report.ipynb #6bad6cab
 def compatibility_summary(records, # iterable of dicts with the fields in REQUIRED (and optionally "protocol")
