@@ -3,7 +3,7 @@
 For each size a small landmarks build is laid out as the paper's data (`datasets.paper_layout_of`:
 GLDv2-clean CSV and image folders, rparis6k/, roxford5k/, gldv2_retrieval/), then `experiments.sequential_upgrades`
 trains phi_1 -> phi_2 -> phi_3 on 30% / 60% / 100% of it (dataset "gldv2", smoke-sized CNN, one epoch per stage)
-in a process of its own, which reports its peak resident memory (ru_maxrss) and how much of it lies above the
+in a process of its own, which reports its peak resident memory (VmHWM) and how much of it lies above the
 imports (torch, torchvision and the package take about 0.9 GB with a CUDA build of torch). The stages are index subsets read through the loader,
 so the peak must not grow with the number of training images. For contrast, `--in-memory` decodes every stage's
 images into tensors first (what the embedded benchmark does), and its peak grows with the data.
@@ -24,11 +24,18 @@ def build(folder: Path, images: int, size: int) -> Path:
     return paper_layout_of(lm, folder / "data")
 
 
+def peak_rss() -> int:
+    "This process's peak resident memory in bytes: VmHWM of its own address space (ru_maxrss would carry the parent's over fork and exec)."
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"): return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: the closest there is
+
+
 def child(data: str, size: int, in_memory: bool) -> dict:
     "Runs in its own process: train the three stages on the layout at `data`, report the peak RSS."
     import contextlib, io
     import advbct.experiments as ex
-    imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # torch, torchvision and the package: the floor
+    imported = peak_rss()  # torch, torchvision and the package: the floor
     if in_memory:  # the contrast: the same stages, decoded into tensors as the embedded benchmark's are
         ex.IN_MEMORY_DATASETS = ("landmarks", "synthetic", "gldv2")
     with tempfile.TemporaryDirectory() as d:
@@ -37,7 +44,7 @@ def child(data: str, size: int, in_memory: bool) -> dict:
             seq = ex.sequential_upgrades("smoke", "bct", (0.3, 0.6, 1.0), 0, Path(d) / "runs", progress=False, dataset="gldv2",
                                          root=data, image_size=size, batch_size=16, epochs=1)
         seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     return dict(in_memory=in_memory, stage_images=[len(s) for s in seq["stage_sets"]], peak_rss_mb=round(peak / 2**20, 1),
                 after_imports_mb=round(imported / 2**20, 1), training_mb=round((peak - imported) / 2**20, 1), seconds=round(seconds, 1))
 

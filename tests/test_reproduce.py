@@ -106,6 +106,9 @@ HUB_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50_a1_0-14f
 # small and fast: 32 px, one epoch, small batches, on the CPU; amp=false because float16 convolutions have no fast CPU
 # kernel (the AMP branch itself runs on the CPU in nbs/08_train.ipynb's tests)
 PAPER_OVERRIDES = ["image_size=32", "epochs=1", "batch_size=16", "num_workers=0", "milestones=[1]", "amp=false"]
+# one run at a time in each notebook's kernel: on runs this small, starting a pool's processes costs more than it saves
+# (the pool itself is tested in nbs/11_experiments.ipynb and by the smoke reproduction)
+WORKERS = 1
 PAPERMILL_PARAMETERS = {"profile", "seeds", "data_root", "out_dir", "device", "workers", "overrides"}
 
 
@@ -138,7 +141,7 @@ def test_reproduce_paper_layout(tmp_path, monkeypatch):
     data = paper_layout(tmp_path)
     monkeypatch.setenv("TORCH_HOME", str(hub_cache(tmp_path / "torch")))
     out = tmp_path / "out"
-    run(NBS / "reproduce.ipynb", out, profile="paper", data_root=str(data), device="cpu", overrides=PAPER_OVERRIDES)
+    run(NBS / "reproduce.ipynb", out, profile="paper", data_root=str(data), device="cpu", workers=WORKERS, overrides=PAPER_OVERRIDES)
     tables, figures = out / "tables", out / "figures"
     for stem in ("main_table", "compatibility_summary", "ablations", "backfilling", "sequential_ac", "embedding_radii"):
         for suffix in (".md", ".csv", ".tex"): assert (tables / f"{stem}{suffix}").is_file(), f"{stem}{suffix} missing"
