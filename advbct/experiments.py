@@ -385,6 +385,7 @@ def queue_setting(profile:str, setting:str, methods, seed:int, runs_dir,
                   devices:list[str]|None=None, # one device per process (default: `pool_devices`: the CPU, or cuda:0 .. cuda:workers-1)
                   **changes) -> int: # runs queued
     "Train (or load) a setting's old model and queue its missing new models in the training pool; `train_setting` collects them."
+    if workers is not None: _check_workers(workers)  # a bad value fails before anything trains
     start = _setting_start(profile, setting, methods, seed, runs_dir, method_options, progress, changes)
     workers = _check_workers(workers, str(start["device"]))
     parallel, devices = _pool_for(workers, start["device"], devices)

@@ -55,8 +55,10 @@ def test_main_table_smoke(tmp_path):
 
 def test_reproduce_smoke(tmp_path):
     "reproduce.ipynb with the smoke profile (about 3 minutes on 2 cores): every table and figure, sane values."
-    run(NBS / "reproduce.ipynb", tmp_path)
+    # overrides as one string, the way `make reproduce OVERRIDES="..."` passes them (values the smoke runs have anyway)
+    run(NBS / "reproduce.ipynb", tmp_path, overrides="epochs=1 batch_size=32")
     check_main_table(tmp_path)
+    assert json.loads((tmp_path / "timings.json").read_text())["overrides"] == ["epochs=1", "batch_size=32"]
     tables, figures = tmp_path / "tables", tmp_path / "figures"
     for stem in ("ablations", "backfilling", "sequential_ac", "embedding_radii"):
         for suffix in (".md", ".csv", ".tex"): assert (tables / f"{stem}{suffix}").is_file(), f"{stem}{suffix} missing"
