@@ -108,7 +108,7 @@ HUB_FILES = {"resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50_a1_0-14f
 # small and fast: 32 px, one epoch, small batches, on the CPU; amp=false because float16 convolutions have no fast CPU
 # kernel (the AMP branch itself runs on the CPU in nbs/08_train.ipynb's tests)
 PAPER_OVERRIDES = ["image_size=32", "epochs=1", "batch_size=16", "num_workers=0", "milestones=[1]", "amp=false"]
-# one run at a time in each notebook's kernel: on runs this small, starting a pool's processes costs more than it saves
+# one run at a time in each notebook's kernel, so that no training pool is started in each of the six notebooks
 # (the pool itself is tested in nbs/11_experiments.ipynb and by the smoke reproduction)
 WORKERS = 1
 PAPERMILL_PARAMETERS = {"profile", "seeds", "data_root", "out_dir", "device", "workers", "overrides"}
