@@ -164,6 +164,7 @@ def old_class_stats(model:nn.Module, # frozen old model; model(x) gives the (B, 
                     device:str|torch.device|None=None, # defaults to the model's device
                     allow_empty:bool=True, # False: raise when a class has no sample
                     quartiles:str="index", # passed to class_stats_from_embeddings: "index" (the reference's) or "linear"
+                    progress:bool=True, # show a progress bar over the batches
                    ) -> OldClassStats:
     "One eval-mode pass of the old model over `loader`, then `class_stats_from_embeddings`."
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -171,7 +172,7 @@ def old_class_stats(model:nn.Module, # frozen old model; model(x) gives the (B, 
     model.eval()
     embs, labs = [], []
     try:
-        for batch in tqdm(loader, desc="old-class statistics", leave=False):
+        for batch in tqdm(loader, desc="old-class statistics", leave=False, disable=not progress):
             images, labels = batch[0], batch[1]
             embs.append(F.normalize(model(images.to(device)).float(), dim=1).cpu())
             labs.append(torch.as_tensor(labels).long().cpu())

@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['QUERY_PROTOCOLS', 'IMAGE_EXTENSIONS', 'to_tensor', 'load_rgb', 'readable_mask', 'ImageList', 'read_csv_columns',
-           'gldv2_image_path', 'GLDv2Train', 'GLDv2Retrieval', 'RevisitedDataset', 'cifar100', 'ImageFolderDataset',
-           'CompatSplit', 'extended_data_split', 'extended_class_split', 'Relabeled']
+           'csv_line', 'gldv2_image_path', 'GLDv2Train', 'GLDv2Retrieval', 'RevisitedDataset', 'cifar100',
+           'ImageFolderDataset', 'CompatSplit', 'extended_data_split', 'extended_class_split', 'Relabeled',
+           'image_paths', 'missing_files', 'unreadable_images']
 
 # %% ../nbs/03_data.ipynb #e1516bf1
-import json, pickle, warnings
+import csv, json, os, pickle, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
 
 # %% ../nbs/03_data.ipynb #d83259f7
 def to_tensor(image:Image.Image # PIL image (converted to RGB)
@@ -74,6 +76,10 @@ class ImageList(Dataset):
     def __getitem__(self, i): return self.transform(self.image(i)), int(self.targets[i])
 
 # %% ../nbs/03_data.ipynb #4d1500a6
+def _require_columns(df, path, columns):
+    missing = [c for c in columns if c not in df.columns]
+    if missing: raise ValueError(f"{path} lacks column(s) {missing}; it has {list(df.columns)}")
+
 def read_csv_columns(path, # csv file
                      columns # columns that must be present
                     ) -> pd.DataFrame:
@@ -81,14 +87,49 @@ def read_csv_columns(path, # csv file
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"csv file not found: {path}")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in columns if c not in df.columns]
-    if missing: raise ValueError(f"{path} lacks column(s) {missing}; it has {list(df.columns)}")
+    _require_columns(df, path, columns)
     return df
 
+# %% ../nbs/03_data.ipynb #c3e51905
+def csv_line(path, # csv file
+             row:int # data row as pandas numbers it (0 = the first row after the header)
+            ) -> int:
+    "The line (1-based, as a text editor counts) on which data row `row` of a csv starts."
+    # pandas keeps no physical line numbers; the csv module does, and counts the lines inside quoted multi-line fields
+    with open(path, newline="", encoding="utf-8") as f:
+        reader, end, n = csv.reader(f), 0, -2  # n: -2 before the header, -1 on it
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if not record or (len(record) == 1 and record[0].isspace()): continue  # empty and blank lines: pandas skips them (a line "" is a row)
+            n += 1
+            if n == row: return start
+    raise IndexError(f"{path} has no data row {row}")
+
+def _csv_error(path, row, column, problem):
+    return ValueError(f"{path} line {csv_line(path, row)}, column {column}: {problem}")
+
+def _int_column(df, column, path):
+    values = df[column].tolist()
+    try: return np.array([int(v) for v in values], dtype=np.int64)
+    except ValueError: pass
+    for r, v in enumerate(values):  # only on failure: find the first bad row
+        try: int(v)
+        except ValueError: raise _csv_error(path, r, column, f"{v!r} is not an integer") from None
+
+# %% ../nbs/03_data.ipynb #caf3040b
+def _short_id(image_id):
+    rule = "the GLDv2 layout (<folder>/a/b/c/<id>.jpg) needs ids of at least 3 characters"
+    return f"image id {image_id!r} is too short: {rule}" if image_id else f"empty image id: {rule}"
+
+def _check_gldv2_ids(ids, path, column):
+    short = np.flatnonzero(ids.str.len().to_numpy() < 3)  # ids: a Series indexed by the csv's data rows
+    if len(short): raise _csv_error(path, ids.index[short[0]], column, _short_id(ids.iloc[short[0]]))
+
 def gldv2_image_path(folder, # e.g. root/train, root/index, root/test
-                     image_id:str # hex image id
+                     image_id:str # hex image id, at least 3 characters
                     ) -> Path:
     "GLDv2 layout: folder/a/b/c/id.jpg with a, b, c the id's first three characters."
+    if len(image_id) < 3: raise ValueError(_short_id(image_id))
     return Path(folder)/image_id[0]/image_id[1]/image_id[2]/f"{image_id}.jpg"
 
 # %% ../nbs/03_data.ipynb #4db1580e
@@ -100,15 +141,22 @@ class GLDv2Train(ImageList):
                  on_error:str="raise"): # "skip": drop unreadable images with a warning (labels keep their mapping)
         self.root = Path(root)
         path = self.root/csv
-        head = read_csv_columns(path, [])
-        if "images" in head.columns:
-            df = read_csv_columns(path, ["landmark_id", "images"])
-            ids, landmarks = [], []
-            for lid, images in zip(df["landmark_id"], df["images"]):
-                for image_id in images.split(): ids.append(image_id); landmarks.append(int(lid))
-        else:
-            df = read_csv_columns(path, ["id", "landmark_id"])
-            ids, landmarks = list(df["id"]), [int(v) for v in df["landmark_id"]]
+        df = read_csv_columns(path, [])
+        if "images" in df.columns:
+            _require_columns(df, path, ["landmark_id", "images"])
+            row_landmarks, ids, landmarks = _int_column(df, "landmark_id", path), [], []
+            for r, (lid, images) in enumerate(zip(row_landmarks, df["images"])):
+                row_ids = images.split()
+                if not row_ids: raise _csv_error(path, r, "images", "no image ids (a train_clean.csv row lists its landmark's image ids, separated by spaces)")
+                for image_id in row_ids:
+                    if len(image_id) < 3: raise _csv_error(path, r, "images", _short_id(image_id))
+                ids += row_ids; landmarks += [lid]*len(row_ids)
+        elif "id" in df.columns:
+            _require_columns(df, path, ["id", "landmark_id"])
+            _check_gldv2_ids(df["id"], path, "id")
+            ids, landmarks = list(df["id"]), _int_column(df, "landmark_id", path)
+        else: raise ValueError(f"{path} has neither the train_clean.csv format's columns (landmark_id,images) "
+                               f"nor the train.csv format's (id,url,landmark_id); it has columns {list(df.columns)}")
         landmarks = np.asarray(landmarks, dtype=np.int64)
         self.class_ids = np.unique(landmarks)  # label c <-> landmark class_ids[c], fixed before any skipping
         labels = np.searchsorted(self.class_ids, landmarks)
@@ -132,22 +180,30 @@ class GLDv2Retrieval:
                  name:str="gldv2", # set name used in reports
                  on_error:str="raise"): # "skip": drop unreadable images with a warning (positives re-indexed)
         self.root, self.name = Path(root), name
-        sol = read_csv_columns(self.root/solution, ["id", "images", "Usage"])
+        sol_path = self.root/solution
+        sol = read_csv_columns(sol_path, ["id", "images", "Usage"])
         sol = sol[(sol["Usage"] == usage) & (sol["images"].str.strip() != "None") & (sol["images"].str.strip() != "")]
-        if len(sol) == 0: raise ValueError(f"{self.root/solution} has no landmark queries with Usage == {usage!r}")
-        if index_csv is not None: index_ids = sorted(read_csv_columns(index_csv, ["id"])["id"])
+        if len(sol) == 0: raise ValueError(f"{sol_path} has no landmark queries with Usage == {usage!r}")
+        _check_gldv2_ids(sol["id"], sol_path, "id")  # sol keeps the file's row numbers as its index
+        if index_csv is not None:
+            listed = read_csv_columns(index_csv, ["id"])["id"]
+            _check_gldv2_ids(listed, index_csv, "id")
+            index_ids = sorted(listed)
         else:
             if not (self.root/"index").is_dir(): raise FileNotFoundError(f"index folder not found: {self.root/'index'}")
-            index_ids = sorted(p.stem for p in (self.root/"index").rglob("*.jpg"))
+            files = sorted((self.root/"index").rglob("*.jpg"), key=lambda p: p.stem)
+            short = [p for p in files if len(p.stem) < 3]
+            if short: raise ValueError(f"{short[0]}: {_short_id(short[0].stem)}")
+            index_ids = [p.stem for p in files]
         gallery_paths = [gldv2_image_path(self.root/"index", i) for i in index_ids]
         query_paths = [gldv2_image_path(self.root/"test", i) for i in sol["id"]]
         gallery_keep, query_keep = readable_mask(gallery_paths, on_error), readable_mask(query_paths, on_error)
         position = {i: n for n, i in enumerate(index_ids)}
         new_position = np.cumsum(gallery_keep) - 1  # gallery position after dropping unreadable images
         positives = []
-        for qid, images in zip(sol["id"], sol["images"]):
+        for row, qid, images in zip(sol.index, sol["id"], sol["images"]):
             unknown = [i for i in images.split() if i not in position]
-            if unknown: raise ValueError(f"{self.root/solution}: query {qid} lists index ids not in the index: {unknown[:3]}")
+            if unknown: raise _csv_error(sol_path, row, "images", f"query {qid} lists index ids not in the index: {unknown[:3]}")
             positives.append(np.array(sorted(new_position[position[i]] for i in images.split() if gallery_keep[position[i]]), dtype=np.int64))
         self.index_ids = [i for i, k in zip(index_ids, gallery_keep) if k]
         self.query_ids = [i for i, k in zip(sol["id"], query_keep) if k]
@@ -302,16 +358,84 @@ def extended_class_split(labels, # (n,) int class label per sample
                        old_labels, new_labels, n_old, len(classes))
 
 # %% ../nbs/03_data.ipynb #38e276a2
+def _new_class_ids(label_map, base_ids):
+    produced = np.flatnonzero(label_map >= 0)  # original labels c the map keeps
+    new = label_map[produced]
+    values, counts = np.unique(new, return_counts=True)
+    if (counts > 1).any():
+        k = values[counts > 1][0]
+        raise ValueError(f"label map sends original labels {produced[new == k].tolist()} all to {k}; class_ids needs one original class per new label")
+    if base_ids is not None and len(produced) and produced[-1] >= len(base_ids):
+        raise ValueError(f"label map keeps original label {produced[-1]} but the dataset has {len(base_ids)} class_ids")
+    ids = [None]*(int(new.max()) + 1 if len(new) else 0)
+    for c, k in zip(produced, new):
+        v = c if base_ids is None else base_ids[c]
+        ids[k] = v.item() if isinstance(v, np.generic) else v  # numpy scalars -> python int / str, so the list is json-able
+    return ids
+
 class Relabeled(Dataset):
-    "A subset of a (x, label) dataset with its labels passed through a label map."
-    def __init__(self, dataset, # returns (x, label)
+    "A subset of a (x, label) dataset with its labels passed through a label map; `class_ids[k]`: original class of new label k."
+    def __init__(self, dataset, # returns (x, label); its `class_ids`, when it has them, name the original classes
                  indices, # samples to keep, in order
-                 label_map): # label_map[label] -> new label (must be >= 0 for kept samples)
+                 label_map): # label_map[label] -> new label (must be >= 0 for kept samples), one original label per new label
         self.dataset, self.indices, self.label_map = dataset, np.asarray(indices, dtype=np.int64), np.asarray(label_map, dtype=np.int64)
         base = getattr(dataset, "labels", None)
         self.labels = None if base is None else self.label_map[np.asarray(base)[self.indices]]
         if self.labels is not None and (self.labels < 0).any(): raise ValueError("label map sends kept samples to -1 (not in this split)")
+        self.class_ids = _new_class_ids(self.label_map, getattr(dataset, "class_ids", None))
     def __len__(self): return len(self.indices)
     def __getitem__(self, i):
         x, y = self.dataset[int(self.indices[i])]
         return x, int(self.label_map[y])
+
+# %% ../nbs/03_data.ipynb #cf20ad3a
+def image_paths(dataset # a dataset; Relabeled and Subset are looked through
+               ) -> list[Path] | None:
+    "The image file of every item of `dataset`, in order; None when its items come from no files (e.g. a TensorDataset)."
+    if isinstance(dataset, ImageList): return list(dataset.paths)
+    if isinstance(dataset, (Relabeled, Subset)):
+        inner = image_paths(dataset.dataset)
+        return None if inner is None else [inner[int(i)] for i in dataset.indices]
+    return None
+
+# %% ../nbs/03_data.ipynb #834de8be
+def missing_files(paths # files to look for
+                 ) -> list[Path]:
+    "The paths that do not exist, in input order; each parent folder is listed once rather than every file stat-ed."
+    paths, keys = list(paths), []
+    for p in paths:
+        s = os.fspath(p)
+        if os.altsep: s = s.replace(os.altsep, os.sep)
+        folder, sep, name = s.rpartition(os.sep)  # 3x faster than os.path.split, which counts at 1.5 M paths
+        keys.append((folder or sep or ".", name))  # "/x.jpg": folder "/"; "x.jpg": folder "."
+    listed = {}
+    for folder, _ in keys:
+        if folder in listed: continue
+        try: listed[folder] = set(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError): listed[folder] = set()  # no folder: all its files are missing
+    return [p if isinstance(p, Path) else Path(p) for p, (folder, name) in zip(paths, keys) if name not in listed[folder]]
+
+# %% ../nbs/03_data.ipynb #fde99274
+class _ImageCheck(Dataset):
+    def __init__(self, paths): self.paths = paths
+    def __len__(self): return len(self.paths)
+    def __getitem__(self, i):
+        try: load_rgb(self.paths[i]); return i, None
+        except FileNotFoundError: return i, "missing"
+        except ValueError as e: return i, f"cannot decode: {e.__cause__ or e}"
+
+def _as_list(batch): return batch
+
+def unreadable_images(paths, # image files
+                      progress:bool=True, # tqdm bar "checking images"
+                      num_workers:int=0 # DataLoader worker processes decoding in parallel (0: this process)
+                     ) -> list[tuple[Path, str]]:
+    "(path, reason) for each file that is missing or does not decode with `load_rgb`, in input order."
+    paths = [Path(p) for p in paths]
+    loader = DataLoader(_ImageCheck(paths), batch_size=64, shuffle=False, num_workers=num_workers, collate_fn=_as_list)
+    bad = []
+    with tqdm(total=len(paths), desc="checking images", disable=not progress, leave=False) as bar:
+        for batch in loader:
+            bad += [(paths[i], reason) for i, reason in batch if reason is not None]
+            bar.update(len(batch))
+    return bad

@@ -4,13 +4,14 @@
 
 # %% ../nbs/08a_datasets.ipynb #0d5c1a7e
 from __future__ import annotations
-import copy, hashlib, inspect, os, shutil
+import copy, hashlib, inspect, shutil
+from dataclasses import replace
 from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 from .config import TrainConfig
-from .data import extended_data_split, extended_class_split
+from .data import extended_data_split, extended_class_split, Relabeled, image_paths, missing_files, unreadable_images
 from .evaluate import LabelledTestSet
 from .trunk import TrunkCache
 from .train import dataset_labels, data_tag
@@ -18,7 +19,7 @@ from .train import dataset_labels, data_tag
 # %% auto #0
 __all__ = ['PAPER_PROTOCOLS', 'IN_MEMORY_DATASETS', 'synthetic_dataset', 'resize_transform', 'training_data', 'in_memory',
            'synthetic_test_sets', 'paper_layout_of', 'real_test_sets', 'test_set_in_memory', 'landmark_test_sets',
-           'setting_data', 'trunk_cache_of', 'data_fingerprint']
+           'test_sets_of', 'check_data', 'setting_data', 'trunk_cache_of', 'data_fingerprint']
 
 # %% ../nbs/08a_datasets.ipynb #e9ed2f3f
 def synthetic_dataset(n:int=256, # number of images
@@ -39,9 +40,23 @@ def resize_transform(size:int, # side of the square output
     return T.Compose([T.Resize((size, size)), T.ToTensor()])
 
 # %% ../nbs/08a_datasets.ipynb #533f035b
-def training_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed
-                 ) -> dict:
-    "The full training set, its old/new split and the old and new training sets (labels remapped)."
+def _listed(paths, k:int=5) -> str: return ", ".join(map(str, paths[:k])) + (" ..." if len(paths) > k else "")
+
+def _usable(full, config:TrainConfig, progress:bool) -> tuple[list, list]:
+    "(old indices, new indices) of the split without unreadable images, and the (path, reason) of each one left out; a missing image is an error unless config.on_bad_image is 'skip'."
+    paths = image_paths(full)
+    if paths is None: return [], []
+    if config.on_bad_image == "error":
+        missing = missing_files(paths)
+        if missing: raise FileNotFoundError(f"{len(missing)} of {len(paths)} training images of dataset {config.dataset!r} under {config.root} are missing: "
+                                            f"{_listed(missing)}; restore them, or set on_bad_image=skip to train without them")
+        return [], []
+    bad = unreadable_images(paths, progress=progress, num_workers=config.num_workers)
+    position = {p: i for i, p in enumerate(paths)}
+    return [position[p] for p, _ in bad], bad
+
+def _full_training_set(config:TrainConfig):
+    "Every training image a config's data lists, as (image, label) items; nothing is checked or decoded yet."
     if config.dataset == "synthetic":
         full = synthetic_dataset(size=config.image_size, seed=config.split_seed)
     elif config.dataset == "landmarks":
@@ -55,10 +70,25 @@ def training_data(config:TrainConfig, # dataset, root, image_size, setting, spli
         from advbct.data import ImageFolderDataset
         if config.root is None: raise ValueError("dataset 'folder' needs root (a folder of class folders)")
         full = ImageFolderDataset(config.root, transform=resize_transform(config.image_size))
+    return full
+
+def training_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed, on_bad_image
+                  progress:bool=True, # progress bar of the decode pass (on_bad_image="skip")
+                 ) -> dict:
+    "The full training set, its old/new split and the old and new training sets (labels remapped), every image checked to be there first."
+    full = _full_training_set(config)
     labels = dataset_labels(full).numpy()
     make_split = extended_data_split if config.setting == "extended_data" else extended_class_split
     split = make_split(labels, config.split_seed, config.split_fraction)
-    return {"full": full, "split": split, "old": split.old_dataset(full), "new": split.new_dataset(full)}
+    # the split is drawn over every listed image, so an unreadable file never moves another image between old and new
+    bad_index, bad = _usable(full, config, progress)
+    out, reason = {"full": full, "split": split}, dict(zip(bad_index, bad))
+    for part, indices, label_map in (("old", split.old_indices, split.old_labels), ("new", split.new_indices, split.new_labels)):
+        left_out = sorted(set(reason).intersection(indices.tolist()))
+        out[part] = Relabeled(full, [i for i in indices if i not in reason], label_map)
+        out[part].skipped_images = [reason[i] for i in left_out]
+    return out
+
 
 # %% ../nbs/08a_datasets.ipynb #857b36c1
 def in_memory(dataset, # (image, label) items
@@ -69,7 +99,10 @@ def in_memory(dataset, # (image, label) items
     xs, ys = [], []
     for x, y in tqdm(DataLoader(dataset, batch_size=256, shuffle=False), desc=desc, leave=False):
         xs.append(x); ys.append(torch.as_tensor(y).long())
-    return TensorDataset(torch.cat(xs), torch.cat(ys))
+    out = TensorDataset(torch.cat(xs), torch.cat(ys))
+    for name in ("class_ids", "skipped_images"):  # what the trainer records about the data travels with the copy
+        if getattr(dataset, name, None) is not None: setattr(out, name, getattr(dataset, name))
+    return out
 
 # %% ../nbs/08a_datasets.ipynb #53e66582
 def synthetic_test_sets(config:TrainConfig) -> list:
@@ -99,6 +132,7 @@ PAPER_PROTOCOLS = ("uncropped", "cropped")
 def real_test_sets(root, # folder holding rparis6k/ and roxford5k/ (revisitop: jpg/ + gnd_<name>.pkl) and gldv2_retrieval/ (index/, test/, retrieval_solution_v2.1.csv)
                    image_size:int, # images are resized to image_size x image_size
                    protocols=("cropped",), # ROxford/RParis query protocols: "cropped" (revisitop, named rparis6k) and/or "uncropped" (named rparis6k-uncropped)
+                   on_error:str="raise", # "skip": the readers decode every image once and drop the unreadable ones (`advbct.data`)
                   ) -> list:
     "The paper's test sets found under `root` (at least one must be there): RParis, ROxford once per query protocol, then GLDv2 once."
     from advbct.data import RevisitedDataset, GLDv2Retrieval, QUERY_PROTOCOLS
@@ -108,8 +142,8 @@ def real_test_sets(root, # folder holding rparis6k/ and roxford5k/ (revisitop: j
     root, tf, out = Path(root), resize_transform(image_size), []
     for protocol in protocols:
         for name in ("rparis6k", "roxford5k"):
-            if (root/name).is_dir(): out.append(RevisitedDataset(root/name, name, tf, crop_queries=protocol == "cropped"))
-    if (root/"gldv2_retrieval").is_dir(): out.append(GLDv2Retrieval(root/"gldv2_retrieval", "Private", tf, name="gldv2"))
+            if (root/name).is_dir(): out.append(RevisitedDataset(root/name, name, tf, crop_queries=protocol == "cropped", on_error=on_error))
+    if (root/"gldv2_retrieval").is_dir(): out.append(GLDv2Retrieval(root/"gldv2_retrieval", "Private", tf, name="gldv2", on_error=on_error))
     if not out: raise FileNotFoundError(f"real_test_sets: none of rparis6k/, roxford5k/, gldv2_retrieval/ under {root} (see the README's data layout)")
     return out
 
@@ -132,6 +166,38 @@ def landmark_test_sets(config:TrainConfig, # root, image_size, test_variants
     from advbct.landmarks import load_landmarks
     return list(load_landmarks(config.root, size=config.image_size, variants=tuple(config.test_variants)).test_sets.values())
 
+# %% ../nbs/08a_datasets.ipynb #d96b7342
+def _test_set_paths(test_set) -> list:
+    "The image files of a test set's queries and gallery (once when they are the same set)."
+    parts = [test_set.queries] if test_set.gallery is test_set.queries else [test_set.queries, test_set.gallery]
+    return [p for part in parts for p in (image_paths(part) or [])]
+
+def _chosen_test_sets(config:TrainConfig) -> list:
+    "The test sets of a config's data, as the readers list them."
+    if config.dataset == "landmarks": return landmark_test_sets(config)
+    if config.dataset == "synthetic": return synthetic_test_sets(config)
+    # gldv2 / folder: the test sets live beside the training data
+    return real_test_sets(config.root, config.image_size, PAPER_PROTOCOLS, on_error="skip" if config.on_bad_image == "skip" else "raise")
+
+def test_sets_of(config:TrainConfig, # dataset, root, image_size, test_variants, on_bad_image
+                ) -> list:
+    "The test sets a config's data is evaluated on (the one place that chooses them), every image checked to be there."
+    test_sets = _chosen_test_sets(config)
+    for t in test_sets:
+        missing = missing_files(_test_set_paths(t))
+        if missing: raise FileNotFoundError(f"test set {t.name}: {len(missing)} image(s) missing: {_listed(missing)}")
+    return test_sets
+
+def check_data(config:TrainConfig, # the data fields of a run
+               progress:bool=True, # progress bars of the decode passes
+              ) -> dict: # images (checked), sets (names), unreadable ([(path, reason)])
+    "Decode every image of a config's training set and test sets once (`advbct check-data`): which of them cannot be read."
+    sets = {"training": image_paths(_full_training_set(config)) or []}
+    for t in _chosen_test_sets(replace(config, on_bad_image="error")): sets[t.name] = _test_set_paths(t)
+    paths = list(dict.fromkeys(p for ps in sets.values() for p in ps))  # an image shared by two sets is decoded once
+    return dict(images=len(paths), sets=len(sets), unreadable=unreadable_images(paths, progress=progress, num_workers=config.num_workers))
+
+
 # %% ../nbs/08a_datasets.ipynb #3e916ce0
 # the embedded benchmarks fit in memory and are decoded once; real data (gldv2, folder) streams from disk through loaders
 IN_MEMORY_DATASETS = ("landmarks", "synthetic")
@@ -140,13 +206,10 @@ _DATA_CACHE = {}
 def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed
                 ) -> dict: # old, new (training sets), test_sets (list), num_old_classes, num_classes, split
     "Old and new training sets (held in memory for the embedded benchmarks) and the test sets of a config's data."
-    key = (config.dataset, config.root, config.image_size, config.setting, config.split_fraction, config.split_seed, tuple(config.test_variants))
+    key = (config.dataset, config.root, config.image_size, config.setting, config.split_fraction, config.split_seed, tuple(config.test_variants), config.on_bad_image)
     if key in _DATA_CACHE: return _DATA_CACHE[key]
     data = training_data(config)
-    split = data["split"]
-    if config.dataset == "landmarks": test_sets = landmark_test_sets(config)
-    elif config.dataset == "synthetic": test_sets = synthetic_test_sets(config)
-    else: test_sets = real_test_sets(config.root, config.image_size, PAPER_PROTOCOLS)  # gldv2 / folder: the test sets live beside the training data
+    split, test_sets = data["split"], test_sets_of(config)
     small = config.dataset in IN_MEMORY_DATASETS
     # decode the small test sets once per process too: every new model of a notebook is evaluated on them
     if small: test_sets = [test_set_in_memory(t) for t in test_sets]

@@ -19,17 +19,17 @@ from .data import extended_data_split
 from .datasets import setting_data, in_memory, trunk_cache_of, data_fingerprint, IN_MEMORY_DATASETS
 from .evaluate import evaluate_pair, embed_test_set, model_fingerprint
 from .losses import make_compat_loss
-from .files import atomic_write_text
+from .files import atomic_write_text, RunLock
 from .trunk import TrunkCache, FromTrunk, has_trunk
-from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, build_model, training_inputs, init_seed, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device, dataset_labels, git_commit
+from .train import train_old, train_new, load_model, embed_dataset, old_stats_of, build_model, training_inputs, init_seed, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device, dataset_labels, git_commit, read_checkpoint
 
 # %% auto #0
 __all__ = ['RUN_FREE_FIELDS', 'TRAINING_MODULES', 'DONE', 'SETTINGS', 'NEW_BACKBONE', 'PROFILE_CHANGES', 'RUNNER_FIELDS',
            'code_fingerprint', 'run_fingerprints', 'run_key', 'run_dir', 'run_record', 'run_seconds', 'is_finished',
-           'cached_run', 'stale_runs', 'provenance_note', 'experiment_config', 'new_model_config', 'override_changes',
-           'notebook_setup', 'method_spec', 'default_workers', 'pool_devices', 'training_pool', 'close_training_pools',
-           'queue_setting', 'train_setting', 'run_line', 'run_setting', 'sequential_upgrades', 'sequential_chains',
-           'compatibility_matrix', 'elastic_radii', 'read_log']
+           'read_log', 'cached_run', 'stale_runs', 'provenance_note', 'experiment_config', 'new_model_config',
+           'override_changes', 'notebook_setup', 'method_spec', 'default_workers', 'pool_devices', 'training_pool',
+           'close_training_pools', 'queue_setting', 'train_setting', 'run_line', 'run_setting', 'sequential_upgrades',
+           'sequential_chains', 'compatibility_matrix', 'elastic_radii']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 # where and how a run executes, or what it is evaluated on, not what it trains
@@ -92,28 +92,43 @@ def is_finished(folder) -> bool:
     folder = Path(folder)
     return (folder/DONE).is_file() and (folder/MODEL).is_file()
 
+def read_log(folder,
+             events:bool=False, # also the event lines (skipped images, a changed config on resume)
+            ) -> list[dict]:
+    "The per-epoch records of a run's log.jsonl (and its events, in order, when asked)."
+    path = Path(folder)/LOG
+    if not path.is_file(): raise FileNotFoundError(f"read_log: no {LOG} in {folder}")
+    records = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return records if events else [r for r in records if "event" not in r]
+
 def cached_run(config:TrainConfig, # the run; out_dir is replaced by the run folder
                train_fn, # train_fn(config, resume=True) -> model; writes MODEL (and checkpoints) to config.out_dir
                runs_dir, # parent folder of all runs
                device="cpu", # where the loaded model goes
                fingerprints:dict|None=None, # {code, data} (default: today's, `run_fingerprints`)
               ) -> tuple[torch.nn.Module, Path]: # (model in eval mode, run folder)
-    "Load the finished run of `config`, or train it (resuming an interrupted one) and mark it done."
+    "Load the finished run of `config`, or train it (resuming an interrupted one) and mark it done, holding the run folder's lock."
     fingerprints = dict(fingerprints or run_fingerprints(config))
     folder = run_dir(config, runs_dir, fingerprints)
-    if (folder/DONE).is_file():
-        if not (folder/MODEL).is_file(): raise FileNotFoundError(f"{folder} is marked done but has no {MODEL}; delete the folder to retrain")
+    # a finished run is read without the lock (its done marker is written last, atomically): pool processes load the same old model at once
+    if (folder/DONE).is_file() and (folder/MODEL).is_file(): return load_model(folder/MODEL, device), folder
+    # the lock covers training and the done marker: another process (a second kernel, a pool worker) fails at once, naming this one
+    with RunLock(folder, purpose=f"advbct experiment run {folder.name}"):
+        if (folder/DONE).is_file():
+            if not (folder/MODEL).is_file(): raise FileNotFoundError(f"{folder} is marked done but has no {MODEL}; delete the folder to retrain")
+            return load_model(folder/MODEL, device), folder
+        config = replace(config, out_dir=str(folder))
+        start = time.time()
+        # an earlier attempt's checkpoint is continued (its config is the same: the folder is named by it); an empty folder starts fresh
+        model = train_fn(config, resume=(folder/CHECKPOINT).is_file() or (folder/MODEL).is_file())
+        if not (folder/MODEL).is_file(): raise RuntimeError(f"cached_run: training returned but wrote no {folder/MODEL}")
+        skipped = [r["count"] for r in read_log(folder, events=True) if r.get("event") == "skipped_images"]
+        # the marker is written last and atomically: a folder without it is never taken for a finished run
+        atomic_write_text(folder/DONE, json.dumps(dict(method=config.method, key=run_key(config, fingerprints=fingerprints), epochs=config.epochs,
+                                                       seconds=round(time.time() - start, 3), finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                       fingerprints=fingerprints, torch=torch.__version__, advbct=__version__,
+                                                       git_commit=git_commit(), skipped_images=sum(skipped))))
         return load_model(folder/MODEL, device), folder
-    config = replace(config, out_dir=str(folder))
-    start = time.time()
-    # resume=True continues from checkpoint.pt when an earlier attempt was interrupted, else starts fresh
-    model = train_fn(config, resume=True)
-    if not (folder/MODEL).is_file(): raise RuntimeError(f"cached_run: training returned but wrote no {folder/MODEL}")
-    # the marker is written last and atomically: a folder without it is never taken for a finished run
-    atomic_write_text(folder/DONE, json.dumps(dict(method=config.method, key=run_key(config, fingerprints=fingerprints), epochs=config.epochs,
-                                                   seconds=round(time.time() - start, 3), finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                                   fingerprints=fingerprints, torch=torch.__version__, advbct=__version__, git_commit=git_commit())))
-    return load_model(folder/MODEL, device), folder
 
 def stale_runs(runs_dir, # a folder of run folders
                code:str|None=None, # the code fingerprint counted as current (default: this package's)
@@ -572,7 +587,7 @@ def elastic_radii(folder, # run folder of an advbct run (its checkpoint.pt holds
                   num_old_classes:int, device="cpu") -> dict: # centres (C, d), r_max (C,), r_e (C,) as numpy
     "The old-class centres, r_max and the learned elastic radii r_e of an AdvBCT run."
     folder = Path(folder)
-    ckpt = torch.load(folder/CHECKPOINT, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(folder/CHECKPOINT, "training checkpoint", ("config", "compat"))
     config = TrainConfig(**ckpt["config"])
     if config.method != "advbct" or config.boundary is None: raise ValueError(f"elastic_radii: {folder} is not an advbct run with a boundary")
     stats = old_stats_of(old_model.to(device), old_train_set, num_old_classes, device)
@@ -581,8 +596,3 @@ def elastic_radii(folder, # run folder of an advbct run (its checkpoint.pt holds
     with torch.no_grad(): r_e = loss.boundary(torch.arange(num_old_classes))
     return dict(centres=stats.centres.numpy(), r_max=stats.r_max.numpy(), r_e=r_e.numpy(), counts=stats.counts.numpy())
 
-def read_log(folder) -> list[dict]:
-    "The per-epoch records of a run's log.jsonl."
-    path = Path(folder)/LOG
-    if not path.is_file(): raise FileNotFoundError(f"read_log: no {LOG} in {folder}")
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]

@@ -4,8 +4,8 @@
 
 # %% ../nbs/08_train.ipynb #af804e60
 from __future__ import annotations
-import json, math, os, random, subprocess, time, warnings
-from contextlib import nullcontext
+import json, math, os, random, subprocess, sys, time, warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 import numpy as np
@@ -16,22 +16,23 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
-from .config import TrainConfig, OLD_METHOD
-from .files import atomic_write
+from .config import TrainConfig, OLD_METHOD, yaml_fields
+from .files import atomic_write, RunLock
 from .models import EmbeddingModel
 from .boundary import OldClassStats, old_class_stats
 from .losses import COMPAT_LOSSES, Independent, Progress, make_compat_loss
 from .trunk import TrunkCache, has_trunk
 
 # %% auto #0
-__all__ = ['NEW_INIT_OFFSET', 'PER_STEP_SCHEDULES', 'CHECKPOINT', 'MODEL', 'LOG', 'CONFIG', 'NEEDS_STATS', 'resolve_device',
-           'seed_everything', 'rng_states', 'set_rng_states', 'atomic_save', 'git_commit', 'dataset_labels',
-           'IndexedDataset', 'TensorBatches', 'epoch_loader', 'init_seed', 'build_model', 'embedding_dim',
-           'load_state_strict', 'save_model', 'load_model', 'make_optimizer', 'onecycle_factor', 'make_scheduler',
+__all__ = ['NEW_INIT_OFFSET', 'PER_STEP_SCHEDULES', 'CHECKPOINT', 'MODEL', 'LOG', 'CONFIG', 'IGNORED_ON_RESUME', 'NEEDS_STATS',
+           'resolve_device', 'seed_everything', 'rng_states', 'set_rng_states', 'atomic_save', 'git_commit',
+           'integer_labels', 'dataset_labels', 'IndexedDataset', 'TensorBatches', 'epoch_loader', 'init_seed',
+           'build_model', 'embedding_dim', 'load_state_strict', 'read_checkpoint', 'save_model', 'load_model',
+           'label_space_of', 'check_label_spaces', 'make_optimizer', 'onecycle_factor', 'make_scheduler',
            'distributed_env', 'init_distributed', 'amp_dtype', 'autocast_context', 'TrainStep', 'embed_dataset',
-           'data_tag', 'training_inputs', 'old_embeddings_of', 'place_modules', 'steps_per_epoch_of',
-           'restore_checkpoint', 'start_run_files', 'train_epoch', 'save_epoch', 'train_old', 'old_stats_of',
-           'train_new']
+           'data_tag', 'training_inputs', 'old_embeddings_of', 'place_modules', 'steps_per_epoch_of', 'ConfigChanged',
+           'RunPlan', 'recorded_config', 'config_changes', 'plan_run', 'restore_checkpoint', 'follow_changed_config',
+           'start_run_files', 'train_epoch', 'save_epoch', 'train_old', 'old_stats_of', 'train_new']
 
 # %% ../nbs/08_train.ipynb #a5ee109f
 def resolve_device(name:str="auto", # "auto", "cpu", "cuda", "cuda:1", ...
@@ -70,13 +71,23 @@ def git_commit() -> str|None:
     except Exception: return None
 
 # %% ../nbs/08_train.ipynb #04967777
+def integer_labels(labels, # a tensor, array or list of class labels
+                   where:str, # names the labels' source in the error
+                  ) -> torch.Tensor:
+    "Labels as an int64 tensor; float, bool or complex labels are an error rather than silently truncated."
+    t = labels if torch.is_tensor(labels) else torch.as_tensor(np.asarray(labels))
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        example = t.flatten()[0].item() if t.numel() else None
+        raise ValueError(f"{where}: labels must be integers, got {t.dtype} (e.g. {example!r}); class labels are 0, 1, 2, ...")
+    return t.long()
+
 def dataset_labels(dataset) -> torch.Tensor:
-    "(N,) labels of a dataset: its `labels`/`targets` attribute, a TensorDataset's second tensor, or one pass."
+    "(N,) integer labels of a dataset: its `labels`/`targets` attribute, a TensorDataset's second tensor, or one pass."
     for name in ("labels", "targets"):
-        if getattr(dataset, name, None) is not None: return torch.as_tensor(np.asarray(getattr(dataset, name))).long()
-    if isinstance(dataset, TensorDataset): return dataset.tensors[1].long()
+        if getattr(dataset, name, None) is not None: return integer_labels(getattr(dataset, name), f"{type(dataset).__name__}.{name}")
+    if isinstance(dataset, TensorDataset): return integer_labels(dataset.tensors[1], "TensorDataset labels (its second tensor)")
     if isinstance(dataset, Subset): return dataset_labels(dataset.dataset)[torch.as_tensor(dataset.indices).long()]
-    return torch.tensor([int(dataset[i][1]) for i in range(len(dataset))])
+    return integer_labels([dataset[i][1] for i in range(len(dataset))], f"{type(dataset).__name__} labels")
 
 class IndexedDataset(Dataset):
     "Wraps a (x, label, ...) dataset so that items are (x, label, index)."
@@ -159,24 +170,70 @@ def load_state_strict(model:nn.Module, state:dict, where:str="checkpoint"):
         raise ValueError(f"{where} does not fit the model: missing keys {missing}, unexpected keys {extra}, shape mismatches {shapes}")
     model.load_state_dict(state)
 
-def save_model(model:nn.Module, config:TrainConfig, num_classes:int, path:str|Path):
-    "Atomically write a model checkpoint (weights, config, number of classes)."
-    atomic_save({"model": _unwrap(model).state_dict(), "config": asdict(config), "num_classes": num_classes}, path)
+def read_checkpoint(path:str|Path, # a file written by `save_model` or by the training loop
+                    what:str="checkpoint", # names the kind of file in errors
+                    keys=(), # entries it must have
+                   ) -> dict:
+    "torch.load of a checkpoint onto the CPU; a missing, unreadable or incomplete file is an error that names it."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"no {what} {path}")
+    try: ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file raises one of several types (UnpicklingError, EOFError, RuntimeError, ...)
+        raise ValueError(f"{path} is not a readable {what} ({type(e).__name__}: {e}); the file is damaged, empty or not written by advbct") from None
+    missing = [k for k in keys if k not in ckpt] if isinstance(ckpt, dict) else list(keys)
+    if not isinstance(ckpt, dict) or missing:
+        raise ValueError(f"{path} is not a {what}: it lacks {', '.join(missing) if missing else 'the dictionary of entries'} (needs {', '.join(keys)})")
+    return ckpt
+
+def save_model(model:nn.Module, config:TrainConfig, num_classes:int, path:str|Path,
+               label_space:dict|None=None, # `label_space_of` the training set: which class each classifier row is
+              ):
+    "Atomically write a model checkpoint (weights, config, number of classes, label space)."
+    atomic_save({"model": _unwrap(model).state_dict(), "config": asdict(config), "num_classes": num_classes,
+                 "label_space": label_space}, path)
 
 def load_model(path:str|Path, # a model.pt written by `save_model`
                device:str|torch.device="cpu") -> EmbeddingModel:
-    "Rebuild the EmbeddingModel of a model checkpoint, in eval mode."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"load_model: no checkpoint {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or not {"model", "config", "num_classes"} <= set(ckpt):
-        raise ValueError(f"load_model: {path} is not a model checkpoint (needs keys model, config, num_classes)")
+    "Rebuild the EmbeddingModel of a model checkpoint, in eval mode; its `label_space` attribute is the one recorded."
+    ckpt = read_checkpoint(path, "model checkpoint", ("model", "config", "num_classes"))
     # the checkpoint holds every weight: no need to read (or download) the pretrained file again
     model = build_model(TrainConfig(**ckpt["config"]), ckpt["num_classes"], load_pretrained=False)
-    load_state_strict(model, ckpt["model"], f"old checkpoint {path}")
+    load_state_strict(model, ckpt["model"], f"model checkpoint {path}")
+    model.label_space = ckpt.get("label_space")  # None: written before label spaces were recorded, or from unlabelled data
     return model.to(device).eval()
 
 def _unwrap(model): return model.module if hasattr(model, "module") else model
+
+# %% ../nbs/08_train.ipynb #a8c08f0a
+def _plain(v):
+    "A class id as a JSON-able python value (numpy scalars become int / str)."
+    return v.item() if isinstance(v, np.generic) else v
+
+def label_space_of(config:TrainConfig, # the run's data fields (dataset, setting, split_fraction, split_seed)
+                   train_set, # its training set; `class_ids[k]` (when it has them) is the original class of label k
+                  ) -> dict|None:
+    "What a model's classifier rows mean: the split that made the labels and the original class of each, or None when the data does not say."
+    ids = getattr(train_set, "class_ids", None)
+    if ids is None: return None
+    return dict(dataset=config.dataset, setting=config.setting, split_fraction=config.split_fraction,
+                split_seed=config.split_seed, class_ids=[_plain(v) for v in ids])
+
+def check_label_spaces(old_space:dict|None, # the old model's `label_space` (None: not recorded, nothing to check)
+                       new_space:dict|None, # `label_space_of` the new training set (None: nothing to check)
+                       num_old:int, # rows of the old classifier
+                      ):
+    "Raise unless the new labels put every old class at its old classifier row (labels 0..num_old-1)."
+    if not old_space or not new_space: return
+    old_ids, new_ids = old_space["class_ids"], new_space["class_ids"]
+    for row in range(num_old):
+        want = old_ids[row] if row < len(old_ids) else None
+        got = new_ids[row] if row < len(new_ids) else None
+        if want != got:
+            split = lambda s: f"setting={s['setting']} split_fraction={s['split_fraction']} split_seed={s['split_seed']}"
+            raise ValueError(f"label spaces differ: the old classifier's row {row} is class {want!r}, but the new training set gives "
+                             f"label {row} to class {got!r} (old model: {split(old_space)}; new run: {split(new_space)}). "
+                             f"Train the new model on the old model's split (the same setting, split_fraction and split_seed)")
+
 
 # %% ../nbs/08_train.ipynb #d2e514b8
 def make_optimizer(config:TrainConfig, params) -> torch.optim.Optimizer:
@@ -272,7 +329,7 @@ class TrainStep(nn.Module):
         compat = {} if f_old is None else self.compat(f_new, f_old.float(), labels, progress)
         return f_new, terms, compat
 
-def _check_labels(labels:torch.Tensor, num_classes:int, epoch:int, step:int):
+def _check_label_range(labels:torch.Tensor, num_classes:int, epoch:int, step:int):
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= num_classes:
         bad = lo if lo < 0 else hi
@@ -339,6 +396,62 @@ def steps_per_epoch_of(n:int, batch_size:int, world:int) -> int:
     if steps == 0: raise ValueError(f"training set of {n} samples is smaller than one batch ({batch_size} x {world} processes)")
     return steps
 
+# %% ../nbs/08_train.ipynb #d50eb8af
+# fields that change where a run trains, how fast its data loads, or what it is tested on, never what it trains
+IGNORED_ON_RESUME = ("device", "num_workers", "out_dir", "test_variants")
+
+class ConfigChanged(ValueError):
+    "A resume whose config differs from the one its run folder records."
+
+@dataclass
+class RunPlan:
+    "What a training call does with its out_dir."
+    action: str # "fresh" (nothing there, or overwrite), "resume" (continue the checkpoint) or "finished" (model.pt of this config exists: nothing to do)
+    changes: dict # {field: (recorded, new)} accepted with resume_changed
+
+def recorded_config(out_dir) -> dict|None:
+    "The TrainConfig fields a run folder's config.yaml records, or None when it has none."
+    path = Path(out_dir)/CONFIG
+    return yaml_fields(path.read_text(), str(path)) if path.is_file() else None
+
+def config_changes(recorded:dict, # a run's recorded fields (`recorded_config` or a checkpoint's config)
+                   config:TrainConfig, # the config of this call
+                  ) -> dict:
+    "{field: (recorded, new)} of the fields that differ, IGNORED_ON_RESUME aside; a field the record lacks counts at its default."
+    defaults, now = asdict(TrainConfig()), asdict(config)
+    return {k: (recorded.get(k, defaults[k]), v) for k, v in now.items()
+            if k not in IGNORED_ON_RESUME and recorded.get(k, defaults[k]) != v}
+
+def _changes_text(changes:dict) -> str: return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+
+def plan_run(config:TrainConfig, # out_dir is the run folder
+             resume:bool=False, # continue an interrupted run of the same config
+             resume_changed:bool=False, # continue it even though the config changed (the change is logged)
+             overwrite:bool=False, # start again, whatever the folder holds
+            ) -> RunPlan:
+    "Decide, before anything is written, what a training call does with config.out_dir; refuse what would lose or mix up work."
+    out = Path(config.out_dir)
+    has_ckpt, has_model = (out/CHECKPOINT).is_file(), (out/MODEL).is_file()
+    if overwrite: return RunPlan("fresh", {})
+    if not (has_ckpt or has_model):
+        if resume or resume_changed: warnings.warn(f"resume: {out} holds no run ({CHECKPOINT} or {MODEL}): starting from scratch")
+        return RunPlan("fresh", {})
+    state = "finished" if has_model else "interrupted"
+    if not (resume or resume_changed):
+        raise FileExistsError(f"{out} already holds a run ({state}: {MODEL if has_model else CHECKPOINT}); pass resume=True "
+                              f"(--resume) to continue it or overwrite=True (--overwrite) to start again")
+    recorded = recorded_config(out)
+    if recorded is None: recorded = read_checkpoint(out/(CHECKPOINT if has_ckpt else MODEL), "checkpoint", ("config",))["config"]
+    changes = config_changes(recorded, config)
+    if changes and not resume_changed:
+        raise ConfigChanged(f"{out} holds a run of another config ({_changes_text(changes)}); resume with its {CONFIG}, or pass "
+                            f"resume_changed=True (--resume-changed) to continue with the new values (the change is logged in {LOG})")
+    if not changes: return RunPlan("finished" if has_model else "resume", {})
+    if not has_ckpt: raise FileNotFoundError(f"{out} holds a finished run without its {CHECKPOINT}: it cannot continue with a changed config; train into a new out_dir")
+    if "optimizer" in changes: raise ConfigChanged(f"{out}: optimizer {changes['optimizer'][0]!r} -> {changes['optimizer'][1]!r}: the checkpoint's optimizer state cannot carry over; train into a new out_dir")
+    return RunPlan("resume", changes)
+
+
 # %% ../nbs/08_train.ipynb #a7f1c2d0
 @dataclass
 class _Run:
@@ -365,7 +478,7 @@ class _Run:
 
 def restore_checkpoint(run:_Run, path:Path) -> int:
     "Load model, loss, optimiser, scheduler, scaler and RNG states; the 0-based epoch to continue from."
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path, "training checkpoint", ("model", "compat", "optimizer", "scheduler", "rng", "epoch"))
     load_state_strict(run.step.model, ckpt["model"], f"checkpoint {path}")
     load_state_strict(run.step.compat, ckpt["compat"], f"checkpoint {path} (loss module)")
     run.optimizer.load_state_dict(ckpt["optimizer"]); run.scheduler.load_state_dict(ckpt["scheduler"])
@@ -373,14 +486,32 @@ def restore_checkpoint(run:_Run, path:Path) -> int:
     set_rng_states(ckpt["rng"])
     return ckpt["epoch"] + 1
 
-def start_run_files(run:_Run, out:Path, start_epoch:int, resume:bool):
-    "config.yaml (with commit, seed, world size) and a log holding only the epochs the checkpoint covers."
+def follow_changed_config(run:_Run, start_epoch:int):
+    "After a resume with a changed config: the new lr, momentum and weight decay, and the new schedule at the step count the checkpoint reached."
+    config, done = run.config, run.scheduler.last_epoch  # optimiser steps (per-step schedules) or epochs taken
+    if start_epoch >= config.epochs: raise ConfigChanged(f"{config.out_dir}: the checkpoint already covers {start_epoch} epochs, and the changed config asks for {config.epochs}: nothing to train")
+    for group in run.optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = config.lr
+        group["weight_decay"] = config.weight_decay
+        if "momentum" in group: group["momentum"] = config.momentum
+    run.scheduler = make_scheduler(config, run.optimizer, run.steps_per_epoch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": these steps only replay the schedule
+        for _ in range(done): run.scheduler.step()
+
+def start_run_files(run:_Run, out:Path, start_epoch:int, plan:RunPlan,
+                    events:list[dict]=(), # lines for the log beside the epoch records (e.g. skipped images)
+                   ):
+    "config.yaml (with commit, seed, world size) and a log holding only the epochs the checkpoint covers, its events, and this start's events."
     run.config.to_yaml(out/CONFIG, git_commit=git_commit(), seed=run.config.seed, world_size=run.world, num_classes=run.num_classes,
                        resumed_from_epoch=start_epoch if start_epoch else None)
     log_path = out/LOG
-    # a crash between log line and checkpoint must not leave a duplicate line
-    kept = [l for l in (log_path.read_text().splitlines() if resume and log_path.exists() else []) if l.strip() and json.loads(l)["epoch"] < start_epoch]
-    log_path.write_text("".join(l + "\n" for l in kept))
+    old = [json.loads(l) for l in log_path.read_text().splitlines() if l.strip()] if plan.action == "resume" and log_path.exists() else []
+    # a crash between log line and checkpoint must not leave a duplicate line; earlier events stay
+    kept = [r for r in old if "event" in r or r["epoch"] < start_epoch]
+    if plan.changes: kept.append({"event": "config_changed", "epoch": start_epoch, "changes": {k: list(v) for k, v in plan.changes.items()}})
+    if plan.action == "fresh": kept += list(events)
+    atomic_write(log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in kept)))
 
 def train_epoch(run:_Run, epoch:int) -> dict:
     "One epoch of optimiser steps; the epoch's mean loss terms, lr, discriminator accuracy and seconds."
@@ -392,8 +523,8 @@ def train_epoch(run:_Run, epoch:int) -> dict:
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (run.progress_bar and run.is_main), leave=False)
     for step, (inputs, labels, index) in enumerate(bar):
         global_step = epoch * run.steps_per_epoch + step
-        labels = torch.as_tensor(labels).long()
-        _check_labels(labels, run.num_classes, epoch, step)
+        labels = integer_labels(labels, f"epoch {epoch}, batch {step}")
+        _check_label_range(labels, run.num_classes, epoch, step)
         inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if config.channels_last and inputs.dim() == 4: inputs = inputs.contiguous(memory_format=torch.channels_last)
         f_old = None
@@ -428,13 +559,17 @@ def save_epoch(run:_Run, out:Path, epoch:int, record:dict):
     with open(out/LOG, "a") as f: f.write(json.dumps(record) + "\n")
 
 # %% ../nbs/08_train.ipynb #b8e2d3f1
+def _skipped_event(train_set) -> list[dict]:
+    "The log event of the unreadable images a training set left out (`TrainConfig.on_bad_image='skip'`), if any."
+    skipped = getattr(train_set, "skipped_images", None) or []
+    if not skipped: return []
+    return [{"event": "skipped_images", "count": len(skipped), "images": [str(p) for p, *_ in skipped[:20]]}]
+
 def _fit(config:TrainConfig, train_set, model:nn.Module, compat:nn.Module, old_model:nn.Module|None,
-         num_classes:int, device:torch.device, rank:int, world:int, resume:bool, overwrite:bool,
+         num_classes:int, device:torch.device, rank:int, world:int, plan:RunPlan,
          stop_after:int|None, progress_bar:bool, old_embeddings:torch.Tensor|None=None,
          trunk_cache:TrunkCache|None=None, trunk_tag:str|None=None) -> nn.Module:
     out = Path(config.out_dir)
-    if not resume and not overwrite and ((out/CHECKPOINT).exists() or (out/MODEL).exists()):
-        raise FileExistsError(f"{out} already holds a run ({CHECKPOINT} or {MODEL}); pass resume=True to continue it or overwrite=True to start again")
     inputs = training_inputs(config, model, train_set, trunk_cache, trunk_tag)
     old_cache = old_embeddings_of(config, old_model, train_set, device, old_embeddings, must_cache=inputs is not train_set,
                                   progress_bar=progress_bar and rank == 0)
@@ -447,16 +582,22 @@ def _fit(config:TrainConfig, train_set, model:nn.Module, compat:nn.Module, old_m
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)  # bfloat16 keeps float32's exponent range: nothing to scale
     run = _Run(config, step, ddp, optimizer, make_scheduler(config, optimizer, steps), scaler, amp,
                inputs, old_model, old_cache, device, rank, world, num_classes, steps, progress_bar)
-    if resume and (out/CHECKPOINT).exists(): start_epoch = restore_checkpoint(run, out/CHECKPOINT)
+    if plan.action == "resume":
+        start_epoch = restore_checkpoint(run, out/CHECKPOINT)
+        if plan.changes: follow_changed_config(run, start_epoch)
     else: start_epoch = 0; seed_everything(config.seed + rank)
-    if run.is_main: start_run_files(run, out, start_epoch, resume)
     last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, last_epoch):
-        save_epoch(run, out, epoch, train_epoch(run, epoch))
+        record = train_epoch(run, epoch)
+        # config.yaml and the log change only once an epoch has trained: a run that fails in its first epoch leaves the folder as it was
+        if epoch == start_epoch and run.is_main: start_run_files(run, out, start_epoch, plan, _skipped_event(train_set))
+        save_epoch(run, out, epoch, record)
         if world > 1: dist.barrier()
-    if last_epoch == config.epochs and run.is_main: save_model(step.model, config, num_classes, out/MODEL)
+    if last_epoch == config.epochs and run.is_main: save_model(step.model, config, num_classes, out/MODEL, label_space_of(config, train_set))
+    step.model.label_space = label_space_of(config, train_set)
     if world > 1: dist.barrier()
     return step.model
+
 
 # %% ../nbs/08_train.ipynb #f1e9625d
 def _setup(config:TrainConfig):
@@ -466,7 +607,30 @@ def _setup(config:TrainConfig):
     rank, world = init_distributed(device)
     return device, rank, world
 
+@contextmanager
+def _run_folder(config:TrainConfig, rank:int, resume:bool, resume_changed:bool, overwrite:bool):
+    "Hold out_dir's lock (rank 0) while a training call runs, and give it its `plan_run`; overwrite removes the old run's files first."
+    out = Path(config.out_dir)
+    with (RunLock(out, purpose=f"advbct training ({config.method})") if rank == 0 else nullcontext()):
+        plan = plan_run(config, resume, resume_changed, overwrite)
+        if overwrite and rank == 0:
+            for name in (MODEL, CHECKPOINT): (out/name).unlink(missing_ok=True)
+        yield plan
+
+def _finished(model:nn.Module, config:TrainConfig) -> nn.Module:
+    "The finished run's weights in `model`, and a warning that nothing was trained or written."
+    path = Path(config.out_dir)/MODEL
+    ckpt = read_checkpoint(path, "model checkpoint", ("model",))
+    load_state_strict(_unwrap(model), ckpt["model"], f"model checkpoint {path}")
+    model.label_space = ckpt.get("label_space")
+    warnings.warn(f"{config.out_dir} holds the finished run of this config: nothing trained, nothing written (model: {path})")
+    return model
+
 def _num_classes(train_set, num_classes:int|None) -> int:
+    "num_classes, else the training set's (max label + 1); labels the dataset holds are checked to be integers either way."
+    if any(getattr(train_set, k, None) is not None for k in ("labels", "targets")) or isinstance(train_set, TensorDataset):
+        labels = dataset_labels(train_set)  # cheap: already in memory; other datasets are checked batch by batch
+        if num_classes is None and not getattr(train_set, "num_classes", None): return int(labels.max()) + 1
     if num_classes is not None: return num_classes
     if getattr(train_set, "num_classes", None): return int(train_set.num_classes)
     labels = dataset_labels(train_set)
@@ -476,29 +640,33 @@ def train_old(config:TrainConfig, # config.method should be "old"
               train_set, # the old training set of (image, label)
               num_classes:int|None=None, # classes of the classifier; default: max label + 1
               model:nn.Module|None=None, # a prepared model (default: `build_model(config, num_classes)`)
-              resume:bool=False, # continue from out_dir/checkpoint.pt when it exists
+              resume:bool=False, # continue from out_dir/checkpoint.pt when it exists (a finished run is left as it is)
               overwrite:bool=False, # start afresh even when out_dir holds a run
               stop_after:int|None=None, # train at most this many epochs in this call (then resume)
               progress_bar:bool=True,
               trunk_cache:TrunkCache|None=None, # with config.cache_trunk: where the frozen trunk's features are kept and shared
               trunk_tag:str|None=None, # names a train_set that is not a TensorDataset, for the trunk cache's key
+              resume_changed:bool=False, # resume even though the config differs from the recorded one (`plan_run`)
              ) -> nn.Module:
     "Train the old model with cross-entropy alone; writes checkpoints, log and model.pt to config.out_dir."
     device, rank, world = _setup(config)
     num_classes = _num_classes(train_set, num_classes)
-    model = model if model is not None else build_model(config, num_classes)
-    return _fit(config, train_set, model, Independent(), None, num_classes, device, rank, world, resume, overwrite, stop_after, progress_bar,
-                trunk_cache=trunk_cache, trunk_tag=trunk_tag)
+    with _run_folder(config, rank, resume, resume_changed, overwrite) as plan:
+        model = model if model is not None else build_model(config, num_classes)
+        if plan.action == "finished": return _finished(model, config)
+        return _fit(config, train_set, model, Independent(), None, num_classes, device, rank, world, plan, stop_after, progress_bar,
+                    trunk_cache=trunk_cache, trunk_tag=trunk_tag)
 
 NEEDS_STATS = ("lce", "unibct", "advbct")
 
 def old_stats_of(old_model:nn.Module, # the frozen old model
                  old_train_set, # dataset of (image, label) over the old classes
                  num_old:int, # number of old classes
-                 device, batch_size:int=256, num_workers:int=0) -> OldClassStats:
+                 device, batch_size:int=256, num_workers:int=0,
+                 progress_bar:bool=True) -> OldClassStats:
     "Old-class statistics from one in-order pass of the old model over a dataset (`boundary.old_class_stats`)."
     loader = DataLoader(old_train_set, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    return old_class_stats(old_model, loader, num_old, device=device)
+    return old_class_stats(old_model, loader, num_old, device=device, progress=progress_bar)
 
 def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
               train_set, # the new training set of (image, label); old classes are labels 0..C_old-1
@@ -511,28 +679,35 @@ def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
               old_embeddings:torch.Tensor|None=None, # (N, d) old-model embeddings of train_set in order, used instead of running the old model (e.g. `embed_dataset`, shared by several runs)
               trunk_cache:TrunkCache|None=None, # with config.cache_trunk: where the frozen trunk's features are kept and shared
               trunk_tag:str|None=None, # names a train_set that is not a TensorDataset, for the trunk cache's key
+              resume_changed:bool=False, # resume even though the config differs from the recorded one (`plan_run`)
              ) -> nn.Module:
     "Train a new model with cross-entropy + the compatibility loss of config.method against the frozen old model."
     if config.method == OLD_METHOD: raise ValueError("train_new: config.method is 'old'; use train_old for the old model")
     device, rank, world = _setup(config)
     num_classes = _num_classes(train_set, num_classes)
-    model = model if model is not None else build_model(config, num_classes)
     old_model = _unwrap(old_model).to(device).eval().requires_grad_(False)
-    if embedding_dim(old_model) != embedding_dim(model):
-        raise ValueError(f"train_new: old embedding size {embedding_dim(old_model)} != new embedding size {embedding_dim(model)} (config.dim)")
     old_weight = old_model.classifier.weight.detach()
     num_old = len(old_weight)
     if num_old > num_classes: raise ValueError(f"train_new: the old classifier has {num_old} classes, more than the new one ({num_classes})")
-    if old_stats is None and config.method in NEEDS_STATS:
-        if old_train_set is None:
-            labels = dataset_labels(train_set)
-            old_train_set = Subset(train_set, torch.nonzero(labels < num_old).flatten().tolist())
-        old_stats = old_stats_of(old_model, old_train_set, num_old, device, config.batch_size, config.num_workers)
-    if old_stats is not None and old_stats.num_classes != num_old:
-        raise ValueError(f"train_new: old_stats cover {old_stats.num_classes} classes, the old classifier {num_old}")
-    compat = make_compat_loss(config.method, old_classifier_weight=old_weight, num_old_classes=num_old,
-                              stats=old_stats.to(device) if old_stats is not None else None, new_classifier=model.classifier,
-                              dim=config.dim, boundary=config.boundary, adversarial=config.adversarial, T=config.T, seed=config.seed,
-                              discriminator_batches=config.discriminator_batches)
-    return _fit(config, train_set, model, compat, old_model, num_classes, device, rank, world, resume, overwrite, stop_after, progress_bar,
-                old_embeddings, trunk_cache, trunk_tag)
+    check_label_spaces(getattr(old_model, "label_space", None), label_space_of(config, train_set), num_old)
+    with _run_folder(config, rank, resume, resume_changed, overwrite) as plan:
+        model = model if model is not None else build_model(config, num_classes)
+        if embedding_dim(model) != config.dim:
+            raise ValueError(f"train_new: the new model's embeddings have {embedding_dim(model)} dimensions but config.dim is {config.dim}; set dim={embedding_dim(model)}")
+        if embedding_dim(old_model) != embedding_dim(model):
+            raise ValueError(f"train_new: old embedding size {embedding_dim(old_model)} != new embedding size {embedding_dim(model)} (config.dim)")
+        if plan.action == "finished": return _finished(model, config)
+        if old_stats is None and config.method in NEEDS_STATS:
+            if old_train_set is None:
+                labels = dataset_labels(train_set)
+                old_train_set = Subset(train_set, torch.nonzero(labels < num_old).flatten().tolist())
+            old_stats = old_stats_of(old_model, old_train_set, num_old, device, config.batch_size, config.num_workers, progress_bar and rank == 0)
+        if old_stats is not None and old_stats.num_classes != num_old:
+            raise ValueError(f"train_new: old_stats cover {old_stats.num_classes} classes, the old classifier {num_old}")
+        compat = make_compat_loss(config.method, old_classifier_weight=old_weight, num_old_classes=num_old,
+                                  stats=old_stats.to(device) if old_stats is not None else None, new_classifier=model.classifier,
+                                  dim=config.dim, boundary=config.boundary, adversarial=config.adversarial, T=config.T, seed=config.seed,
+                                  discriminator_batches=config.discriminator_batches)
+        return _fit(config, train_set, model, compat, old_model, num_classes, device, rank, world, plan, stop_after, progress_bar,
+                    old_embeddings, trunk_cache, trunk_tag)
+

@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import TensorDataset
 from advbct.config import profile
-from advbct.train import train_old, train_new, load_model, save_model, CHECKPOINT, MODEL, LOG
+from advbct.train import train_old, train_new, load_model, save_model, CHECKPOINT, MODEL, LOG, CONFIG
 from advbct.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_old_checkpoint_with_missing_and_extra_keys(tmp_path, old_model):
         load_model(tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="missing keys"):
         main(["train", "--profile", "smoke", "--set", "method=l2", "--set", f"out_dir={tmp_path}/new",
-              "--old", str(tmp_path / "bad.pt"), "--no-progress"])
+              "--old", str(tmp_path / "bad.pt"), "--no-progress", "--debug"])
 
 
 def test_embedding_size_mismatch(tmp_path, old_model):
@@ -92,25 +92,28 @@ def test_embedding_size_mismatch(tmp_path, old_model):
 def test_bad_label_and_nan_do_not_overwrite_a_finished_run(tmp_path, old_model):
     out = tmp_path / "run"
     train_new(smoke(out, method="l2", epochs=1), toy_set(), old_model, progress_bar=False)
-    before = {n: sha(out / n) for n in (MODEL, CHECKPOINT, LOG)}
+    before = {n: sha(out / n) for n in (MODEL, CHECKPOINT, LOG, CONFIG)}
     x, y = toy_set().tensors
     bad = TensorDataset(x, torch.where(torch.arange(64) == 5, 8, y))
-    # resume=True with epochs=2 would train on: the bad label must stop it before anything is written
+    # a resume with epochs=2 is refused (the config changed) ...
+    with pytest.raises(ValueError, match=r"epochs: 1 -> 2"):
+        train_new(smoke(out, method="l2", epochs=2), toy_set(), old_model, resume=True, progress_bar=False)
+    # ... and with resume_changed it would train on: the bad label must stop it before anything is written
     with pytest.raises(ValueError, match=r"label 8 outside the classifier's 8 classes \(epoch 1, batch \d+\)"):
-        train_new(smoke(out, method="l2", epochs=2), bad, old_model, num_classes=8, resume=True, progress_bar=False)
+        train_new(smoke(out, method="l2", epochs=2), bad, old_model, num_classes=8, resume_changed=True, progress_bar=False)
     nan = TensorDataset(torch.where(torch.arange(64)[:, None, None, None] == 3, torch.tensor(float("nan")), x), y)
     with pytest.raises(FloatingPointError, match=r"non-finite loss at step \d+ \(epoch 1, batch \d+\): terms \['ce', 'l2', 'total'\]"):
-        train_new(smoke(out, method="l2", epochs=2), nan, old_model, resume=True, progress_bar=False)
+        train_new(smoke(out, method="l2", epochs=2), nan, old_model, resume_changed=True, progress_bar=False)
     with pytest.raises(FileExistsError, match="already holds a run"):
         train_new(smoke(out, method="l2", epochs=1), toy_set(), old_model, progress_bar=False)
-    assert before == {n: sha(out / n) for n in (MODEL, CHECKPOINT, LOG)}
+    assert before == {n: sha(out / n) for n in (MODEL, CHECKPOINT, LOG, CONFIG)}
 
 
-def test_config_errors_name_the_key():
-    with pytest.raises(ValueError, match="unknown key 'learning_rate'"):
-        main(["train", "--profile", "smoke", "--set", "learning_rate=0.1"])
-    with pytest.raises(ValueError, match="epochs='many'"):
-        main(["train", "--profile", "smoke", "--set", "epochs=many"])
+def test_config_errors_name_the_key(capsys):
+    assert main(["train", "--profile", "smoke", "--set", "learning_rate=0.1"]) == 2
+    assert "unknown key 'learning_rate'" in capsys.readouterr().err
+    assert main(["train", "--profile", "smoke", "--set", "epochs=many"]) == 2
+    assert "epochs='many'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- slow: a real kill
