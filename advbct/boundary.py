@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 from .files import atomic_write
+from .passes import batched_pass
 
 # %% auto #0
 __all__ = ['MIN_RADIUS_COUNT', 'QUARTILE_RULES', 'OldClassStats', 'class_quantiles', 'iqr_kept', 'iqr_filtered_max',
@@ -157,26 +158,21 @@ def class_stats_from_embeddings(embeddings:torch.Tensor, # (N, d) old-model embe
                          counts=counts, r_min=radius(dist, keep_dist, "amin"))
 
 # %% ../nbs/05_boundary.ipynb #4510d9fe
-@torch.no_grad()
 def old_class_stats(model:nn.Module, # frozen old model; model(x) gives the (B, d) embedding
-                    loader, # iterable of (images, labels, ...) batches over the old training set
+                    dataset:Dataset, # (image, label, ...) items: the old training set
                     num_classes:int, # number of old classes
                     device:str|torch.device|None=None, # defaults to the model's device
+                    batch_size:int=256, # images per forward pass
+                    num_workers:int=0, # DataLoader workers
                     allow_empty:bool=True, # False: raise when a class has no sample
                     quartiles:str="index", # passed to class_stats_from_embeddings: "index" (the reference's) or "linear"
                     progress:bool=True, # show a progress bar over the batches
                    ) -> OldClassStats:
-    "One eval-mode pass of the old model over `loader`, then `class_stats_from_embeddings`."
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    "One in-order, eval-mode pass of the old model over `dataset` (`batched_pass`), then `class_stats_from_embeddings`."
+    device = device if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    embs, labs = [], []
-    try:
-        for batch in tqdm(loader, desc="old-class statistics", leave=False, disable=not progress):
-            images, labels = batch[0], batch[1]
-            embs.append(F.normalize(model(images.to(device)).float(), dim=1).cpu())
-            labs.append(torch.as_tensor(labels).long().cpu())
-    finally:
-        model.train(was_training)
-    if not embs: raise ValueError("old_class_stats: the loader yielded no batch")
-    return class_stats_from_embeddings(torch.cat(embs), torch.cat(labs), num_classes, allow_empty=allow_empty, quartiles=quartiles)
+    try: embs, labs = batched_pass(lambda x: F.normalize(model(x).float(), dim=1).cpu(), dataset, batch_size, device, num_workers,
+                                   progress, desc="old-class statistics", labels=True)
+    finally: model.train(was_training)
+    return class_stats_from_embeddings(embs, labs, num_classes, allow_empty=allow_empty, quartiles=quartiles)

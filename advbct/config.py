@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_config.ipynb #b768be0c
 from __future__ import annotations
-import dataclasses, typing
+import dataclasses, types, typing
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
@@ -14,8 +14,9 @@ from .files import atomic_write_text
 from .landmarks import LANDMARK_VARIANTS
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'DATASETS', 'SETTINGS', 'OLD_METHOD', 'BAD_IMAGE_POLICIES', 'PROFILES', 'TrainConfig',
-           'with_overrides', 'to_yaml', 'yaml_fields', 'from_yaml', 'profile']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'DATASETS', 'SPLITS', 'OLD_METHOD', 'BAD_IMAGE_POLICIES', 'EXPERIMENT_SETTINGS',
+           'PROFILE_REGISTRY', 'PROFILES', 'TrainConfig', 'with_overrides', 'to_yaml', 'yaml_fields', 'from_yaml',
+           'Profile', 'profile']
 
 # %% ../nbs/07_config.ipynb #feaa4664
 def _hint_name(hint) -> str:
@@ -53,10 +54,10 @@ def _type_error(name:str, # field name
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "onecycle")
 DATASETS = ("landmarks", "gldv2", "folder", "synthetic")
-SETTINGS = ("extended_data", "extended_class")
+SPLITS = ("extended_data", "extended_class")  # TrainConfig.setting: how the old training set is drawn from the new one
 OLD_METHOD = "old"  # trains the old model (cross-entropy only)
 BAD_IMAGE_POLICIES = ("error", "skip")
-_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "dataset": DATASETS, "setting": SETTINGS,
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "dataset": DATASETS, "setting": SPLITS,
             "boundary": BOUNDARIES, "discriminator_batches": DISCRIMINATOR_BATCHES, "classifier": ("linear", "arcface", "cosface"),
             "on_bad_image": BAD_IMAGE_POLICIES}
 
@@ -224,40 +225,63 @@ TrainConfig.to_yaml = lambda self, path=None, **extra: to_yaml(self, path, **ext
 TrainConfig.from_yaml = staticmethod(from_yaml)
 
 # %% ../nbs/07_config.ipynb #6189cb4f
-PROFILES = ("smoke", "cpu", "scratch", "lite", "paper")
+@dataclass(frozen=True)
+class Profile:
+    "A named regime: its TrainConfig fields, the new model's backbone in the extended-backbone settings, and what the experiments change."
+    name: str
+    summary: str # what it is for, in a few words
+    fields: dict # TrainConfig fields on top of the defaults
+    new_backbone: dict # TrainConfig changes of the new model in the extended-backbone settings
+    experiment_changes: dict = field(default_factory=dict) # changes every experiment-notebook run makes on top (smoke: shorter)
+    settings: tuple = ("extended_data", "extended_class", "extended_backbone_data", "extended_backbone_class") # the settings its main table runs
 
-def profile(name:str, # "smoke" (seconds, tests), "cpu" (embedded benchmark, pretrained), "scratch" (embedded benchmark, from-scratch CNN), "lite" (uncalibrated Lite0 start) or "paper" (section 6)
+# the paper's four settings: the split the old model's data is drawn by, and whether the new model takes the profile's bigger backbone
+EXPERIMENT_SETTINGS = types.MappingProxyType({
+    "extended_data": ("extended_data", False), "extended_class": ("extended_class", False),
+    "extended_backbone_data": ("extended_data", True), "extended_backbone_class": ("extended_class", True)})
+
+_SMALL_CPU = dict(dataset="landmarks", device="cpu", amp=False, channels_last=True, cache_old_embeddings=True)
+# Lite1 and Lite2 have 21 units where Lite0 has 16 (their last two stages: 5 + 1 blocks against 4 + 1), so trainable_from
+# keeps the same stages training. The cpu profile takes Lite1: its last block costs what Lite0's does per step (Lite2's ~1.3x)
+PROFILE_REGISTRY = types.MappingProxyType({p.name: p for p in (
+    Profile("smoke", "seconds: tests",
+            dict(backbone="small_cnn", dim=32, epochs=2, batch_size=16, optimizer="sgd", lr=0.05, schedule="step", milestones=[1],
+                 image_size=16, dataset="synthetic", device="cpu", amp=False, channels_last=False, out_dir="runs/smoke"),
+            new_backbone=dict(backbone="small_cnn", small_input=True),  # the backbone rows then reuse the data/class runs
+            experiment_changes=dict(epochs=1, batch_size=32)),
+    # the embedded benchmark's regime, calibrated with the oldest baselines only (old, phi*, L2, BCT; nbs/03a_landmarks):
+    # ImageNet EfficientNet-Lite0 from the wheel, 64 px, only the last block (unit 15) and the head train on the cached
+    # trunk, 10 epochs; compat_weight=2 multiplies every method's compatibility term alike
+    Profile("cpu", "the embedded benchmark, pretrained Lite0",
+            dict(backbone="efficientnet_lite0", pretrained="imagenet", small_input=False, trainable_from=15, image_size=64, dim=256,
+                 epochs=10, batch_size=32, optimizer="sgd", lr=0.05, schedule="onecycle", milestones=[], compat_weight=2.0,
+                 cache_trunk=True, test_variants=["seen", "clean"], out_dir="runs/cpu", **_SMALL_CPU),
+            new_backbone=dict(backbone="efficientnet_lite1", small_input=False, trainable_from=20)),
+    # the earlier embedded regime: from-scratch 4-conv CNN at 32 px. 3 epochs; batch 32 gives the 1,417-image old split 44
+    # steps an epoch (batch 128: 11, and the old model then ranks below an untrained network)
+    Profile("scratch", "the embedded benchmark, from-scratch CNN",
+            dict(backbone="small_cnn", dim=256, epochs=3, batch_size=32, optimizer="sgd", lr=0.05, schedule="onecycle",
+                 milestones=[], image_size=32, out_dir="runs/scratch", **_SMALL_CPU),
+            new_backbone=dict(backbone="small_cnn_wide", small_input=True)),
+    # ImageNet EfficientNet-Lite0 with stem and blocks 0-10 frozen: only the last two stages and the head train.
+    # lr 0.01 is a starting value for fine-tuning: the calibration's first candidate, kept to compare against
+    Profile("lite", "uncalibrated Lite0 start",
+            dict(backbone="efficientnet_lite0", pretrained="imagenet", small_input=False, trainable_from=11, image_size=64, dim=256,
+                 epochs=3, batch_size=32, optimizer="sgd", lr=0.01, schedule="onecycle", milestones=[], cache_trunk=True,
+                 out_dir="runs/lite", **_SMALL_CPU),
+            new_backbone=dict(backbone="efficientnet_lite2", small_input=False, trainable_from=15)),
+    Profile("paper", "section 6: GLDv2, ResNet-18/50, GPUs",
+            dict(backbone="resnet18", pretrained="imagenet", small_input=False, dim=256, epochs=30, batch_size=256, optimizer="sgd",
+                 lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="step", milestones=[5, 10, 20], gamma=0.1, T=1.0,
+                 image_size=224, dataset="gldv2", device="auto", amp=True, channels_last=True, sync_bn=True, num_workers=8,
+                 out_dir="runs/paper"),
+            new_backbone=dict(backbone="resnet50", small_input=False)),
+)})
+PROFILES = tuple(PROFILE_REGISTRY)
+
+def profile(name:str, # a key of PROFILE_REGISTRY: "smoke", "cpu", "scratch", "lite" or "paper"
             **changes) -> TrainConfig: # fields to change on top of the profile
     "A named base configuration."
-    if name == "smoke":
-        base = dict(backbone="small_cnn", dim=32, epochs=2, batch_size=16, optimizer="sgd", lr=0.05, schedule="step",
-                    milestones=[1], image_size=16, dataset="synthetic", device="cpu", amp=False, channels_last=False,
-                    out_dir="runs/smoke")
-    elif name == "cpu":
-        # the embedded benchmark's regime, calibrated with the oldest baselines only (old, phi*, L2, BCT; nbs/03a_landmarks):
-        # ImageNet EfficientNet-Lite0 from the wheel, 64 px, only the last block (unit 15) and the head train on the
-        # cached trunk, 10 epochs; compat_weight=2 multiplies every method's compatibility term alike
-        base = dict(backbone="efficientnet_lite0", pretrained="imagenet", small_input=False, trainable_from=15, image_size=64,
-                    dim=256, epochs=10, batch_size=32, optimizer="sgd", lr=0.05, schedule="onecycle", milestones=[],
-                    compat_weight=2.0, dataset="landmarks", device="cpu", amp=False, channels_last=True,
-                    cache_old_embeddings=True, cache_trunk=True, test_variants=["seen", "clean"], out_dir="runs/cpu")
-    elif name == "scratch":
-        # the earlier embedded regime: from-scratch 4-conv CNN at 32 px. 3 epochs; batch 32 gives the 1,417-image old
-        # split 44 steps an epoch (batch 128: 11, and the old model then ranks below an untrained network)
-        base = dict(backbone="small_cnn", dim=256, epochs=3, batch_size=32, optimizer="sgd", lr=0.05, schedule="onecycle",
-                    milestones=[], image_size=32, dataset="landmarks", device="cpu", amp=False, channels_last=True,
-                    cache_old_embeddings=True, out_dir="runs/scratch")
-    elif name == "lite":
-        # ImageNet EfficientNet-Lite0 with stem and blocks 0-10 frozen: only the last two stages and the head train.
-        # lr 0.01 is a starting value for fine-tuning: the calibration's first candidate, kept to compare against
-        base = dict(backbone="efficientnet_lite0", pretrained="imagenet", small_input=False, trainable_from=11, image_size=64,
-                    dim=256, epochs=3, batch_size=32, optimizer="sgd", lr=0.01, schedule="onecycle", milestones=[],
-                    dataset="landmarks", device="cpu", amp=False, channels_last=True, cache_old_embeddings=True,
-                    cache_trunk=True, out_dir="runs/lite")
-    elif name == "paper":
-        base = dict(backbone="resnet18", pretrained="imagenet", small_input=False, dim=256, epochs=30, batch_size=256, optimizer="sgd", lr=0.1,
-                    momentum=0.9, weight_decay=5e-4, schedule="step", milestones=[5, 10, 20], gamma=0.1, T=1.0,
-                    image_size=224, dataset="gldv2", device="auto", amp=True, channels_last=True, sync_bn=True,
-                    num_workers=8, out_dir="runs/paper")
-    else: raise ValueError(f"profile: unknown profile {name!r}; valid: {', '.join(PROFILES)}")
-    return TrainConfig(**{**base, **changes})
+    if name not in PROFILE_REGISTRY: raise ValueError(f"profile: unknown profile {name!r}; valid: {', '.join(PROFILES)}")
+    return TrainConfig(**{**PROFILE_REGISTRY[name].fields, **changes})
+

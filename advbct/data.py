@@ -288,7 +288,7 @@ class ImageFolderDataset(ImageList):
 @dataclass
 class CompatSplit:
     "An old/new training split: sample indices and label maps (original label -> old / new label, -1 = absent)."
-    kind:str # "extended-data" or "extended-class"
+    kind:str # "extended_data" or "extended_class" (the values of TrainConfig.setting)
     seed:int
     old_indices:np.ndarray # samples the old model trains on
     new_indices:np.ndarray # samples the new model trains on
@@ -338,7 +338,7 @@ def extended_data_split(labels, # (n,) int class label per sample
         if n < 4: old.append(members[:1])
         else: old.append(np.sort(rng.choice(members, max(1, int(n*old_fraction)), replace=False)))
     identity = np.full(labels.max()+1, -1, np.int64); identity[classes] = np.arange(len(classes))
-    return CompatSplit("extended-data", seed, np.sort(np.concatenate(old)), np.arange(len(labels)),
+    return CompatSplit("extended_data", seed, np.sort(np.concatenate(old)), np.arange(len(labels)),
                        identity, identity.copy(), len(classes), len(classes))
 
 # %% ../nbs/03_data.ipynb #4e6d900e
@@ -354,7 +354,7 @@ def extended_class_split(labels, # (n,) int class label per sample
     old_classes, rest = np.sort(shuffled[:n_old]), np.sort(shuffled[n_old:])
     old_labels = np.full(labels.max()+1, -1, np.int64); old_labels[old_classes] = np.arange(n_old)
     new_labels = old_labels.copy(); new_labels[rest] = np.arange(n_old, len(classes))
-    return CompatSplit("extended-class", seed, np.flatnonzero(old_labels[labels] >= 0), np.arange(len(labels)),
+    return CompatSplit("extended_class", seed, np.flatnonzero(old_labels[labels] >= 0), np.arange(len(labels)),
                        old_labels, new_labels, n_old, len(classes))
 
 # %% ../nbs/03_data.ipynb #38e276a2

@@ -5,21 +5,20 @@
 # %% ../nbs/08a_datasets.ipynb #0d5c1a7e
 from __future__ import annotations
 import copy, hashlib, inspect, shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
+from torch.utils.data import TensorDataset
 from .config import TrainConfig
-from .data import extended_data_split, extended_class_split, Relabeled, image_paths, missing_files, unreadable_images
+from .data import CompatSplit, extended_data_split, extended_class_split, Relabeled, image_paths, missing_files, unreadable_images
 from .evaluate import LabelledTestSet
-from .trunk import TrunkCache
+from .passes import batched_pass
 from .train import dataset_labels, data_tag
 
 # %% auto #0
 __all__ = ['PAPER_PROTOCOLS', 'IN_MEMORY_DATASETS', 'synthetic_dataset', 'resize_transform', 'training_data', 'in_memory',
            'synthetic_test_sets', 'paper_layout_of', 'real_test_sets', 'test_set_in_memory', 'landmark_test_sets',
-           'test_sets_of', 'check_data', 'setting_data', 'trunk_cache_of', 'data_fingerprint']
+           'test_sets_of', 'check_data', 'SettingData', 'setting_data', 'data_fingerprint']
 
 # %% ../nbs/08a_datasets.ipynb #e9ed2f3f
 def synthetic_dataset(n:int=256, # number of images
@@ -96,10 +95,7 @@ def in_memory(dataset, # (image, label) items
              ) -> TensorDataset:
     "Decode a small dataset once into (images, labels) tensors: JPEG decoding would otherwise dominate CPU training."
     if isinstance(dataset, TensorDataset): return dataset
-    xs, ys = [], []
-    for x, y in tqdm(DataLoader(dataset, batch_size=256, shuffle=False), desc=desc, leave=False):
-        xs.append(x); ys.append(torch.as_tensor(y).long())
-    out = TensorDataset(torch.cat(xs), torch.cat(ys))
+    out = TensorDataset(*batched_pass(lambda x: x, dataset, 256, "cpu", desc=desc, labels=True))
     for name in ("class_ids", "skipped_images"):  # what the trainer records about the data travels with the copy
         if getattr(dataset, name, None) is not None: setattr(out, name, getattr(dataset, name))
     return out
@@ -201,50 +197,40 @@ def check_data(config:TrainConfig, # the data fields of a run
 # %% ../nbs/08a_datasets.ipynb #3e916ce0
 # the embedded benchmarks fit in memory and are decoded once; real data (gldv2, folder) streams from disk through loaders
 IN_MEMORY_DATASETS = ("landmarks", "synthetic")
-_DATA_CACHE = {}
 
-def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed
-                ) -> dict: # old, new (training sets), test_sets (list), num_old_classes, num_classes, split
+@dataclass(frozen=True)
+class SettingData:
+    "A setting's data: the old and new training sets, the test sets, the split and its class counts."
+    tag: str # names the setting's training images for the trunk cache (non-tensor data); the test variants are no part of them
+    old: object # the old model's training set (held in memory for the embedded benchmarks)
+    new: object # the new models' training set
+    full: object # every training image, before the split
+    test_sets: list
+    split: CompatSplit
+    num_old_classes: int
+    num_classes: int
+
+def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed, test_variants, on_bad_image
+                 progress:bool=True, # progress bars of the decode passes
+                ) -> SettingData:
     "Old and new training sets (held in memory for the embedded benchmarks) and the test sets of a config's data."
-    key = (config.dataset, config.root, config.image_size, config.setting, config.split_fraction, config.split_seed, tuple(config.test_variants), config.on_bad_image)
-    if key in _DATA_CACHE: return _DATA_CACHE[key]
-    data = training_data(config)
+    data = training_data(config, progress=progress)
     split, test_sets = data["split"], test_sets_of(config)
     small = config.dataset in IN_MEMORY_DATASETS
-    # decode the small test sets once per process too: every new model of a notebook is evaluated on them
+    # decode the small test sets once too: every new model of a notebook is evaluated on them
     if small: test_sets = [test_set_in_memory(t) for t in test_sets]
-    out = dict(tag=data_tag(config), # names the setting's training images for the trunk cache (non-tensor data); the test variants are no part of them
-               old=in_memory(data["old"], "old training set") if small else data["old"],
-               new=in_memory(data["new"], "new training set") if small else data["new"],
-               full=data["full"], test_sets=test_sets, split=split,
-               num_old_classes=split.num_old_classes, num_classes=split.num_classes)
-    _DATA_CACHE[key] = out
-    return out
+    old, new = data["old"], data["new"]
+    if small: old, new = in_memory(old, "old training set"), in_memory(new, "new training set")
+    return SettingData(data_tag(config), old, new, data["full"], test_sets, split, split.num_old_classes, split.num_classes)
 
-# %% ../nbs/08a_datasets.ipynb #2bb6e951
-_TRUNK_CACHES = {}
-
-def trunk_cache_of(config:TrainConfig, runs_dir) -> TrunkCache|None:
-    "The one TrunkCache of `runs_dir` (features in runs_dir/trunk) when config.cache_trunk, else None."
-    if not config.cache_trunk: return None
-    folder = (Path(runs_dir)/"trunk").resolve()
-    if folder not in _TRUNK_CACHES:
-        _TRUNK_CACHES[folder] = TrunkCache(folder, batch_size=max(256, config.batch_size), progress=False)
-    return _TRUNK_CACHES[folder]
 
 # %% ../nbs/08a_datasets.ipynb #bc5b403b
-_FILE_HASHES = {}
-
 def _file_sha1(path:Path) -> str:
-    "sha1 of a file's bytes, read in chunks; remembered per (path, size, mtime) within a process."
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha1()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
+    "sha1 of a file's bytes, read in chunks (`advbct.experiments.RunStore` keeps each data fingerprint it computes)."
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+    return h.hexdigest()
 
 def _gldv2_image_count(csv:Path) -> int:
     "Images listed by a GLDv2 training CSV (train_clean.csv: the ids in `images`; train.csv: one row each)."

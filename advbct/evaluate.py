@@ -10,23 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset, TensorDataset
 from .search import topk
 from .files import atomic_write
+from .passes import batched_pass, resolve_device
 from .trunk import TrunkCache, FromTrunk, has_trunk, hash_tensors
 from .metrics import (revisited_map, gldv2_map, drop_self_matches, topk_accuracy, label_map,
                             backfill_area, negative_flip_rate)
 
 # %% auto #0
-__all__ = ['default_device', 'model_fingerprint', 'extract_embeddings', 'LabelledTestSet', 'test_set_kind', 'rank_gallery',
-           'score_ranks', 'top1_correct', 'embed_test_set', 'evaluate_model', 'evaluate_pair', 'backfill_curve']
-
-# %% ../nbs/02_evaluate.ipynb #8b5aad21
-def default_device(device=None) -> torch.device:
-    "`device` as a torch.device; None picks CUDA when available, else the CPU."
-    if device is not None: return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+__all__ = ['model_fingerprint', 'extract_embeddings', 'LabelledTestSet', 'test_set_kind', 'rank_gallery', 'score_ranks',
+           'top1_correct', 'embed_test_set', 'evaluate_model', 'evaluate_pair', 'backfill_curve']
 
 # %% ../nbs/02_evaluate.ipynb #9577434f
 def model_fingerprint(model:torch.nn.Module) -> str:
@@ -43,11 +37,10 @@ def _save_npz_atomic(path:Path, **arrays):
     atomic_write(path, write)
 
 # %% ../nbs/02_evaluate.ipynb #0c7e83b2
-@torch.no_grad()
 def extract_embeddings(model:torch.nn.Module, # maps a batch of images (B, 3, H, W) to embeddings (B, d)
                        dataset:Dataset, # items are `(image, ...)` tuples or bare image tensors
                        batch_size:int=256, # images per forward pass
-                       device=None, # None: CUDA when available, else CPU; the model is moved there
+                       device=None, # `resolve_device`'s: None is CUDA when available, else CPU; the model is moved there
                        num_workers:int=0, # DataLoader workers
                        cache:str|Path|None=None, # .npz file: reused when model and dataset size match, else rewritten
                        normalize:bool=True, # L2-normalise the embeddings (retrieval uses cosine)
@@ -63,28 +56,21 @@ def extract_embeddings(model:torch.nn.Module, # maps a batch of images (B, 3, H,
             if str(z["fingerprint"]) == key and len(z["embeddings"]) == len(dataset): return z["embeddings"]
         warnings.warn(f"{cache} was made by another model or dataset; recomputing it")
     if len(dataset) == 0: raise ValueError("extract_embeddings: the dataset is empty")
-    dev = default_device(device)
+    dev = resolve_device(device)
     was_training = model.training
     model.to(dev).eval()
     if channels_last: model.to(memory_format=torch.channels_last)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=dev.type == "cuda")
     # float16 autocast on CUDA only: anywhere else the model runs in float32, so CPU embeddings are the reference numbers
     amp = torch.autocast(dev.type, dtype=torch.float16) if dev.type == "cuda" else nullcontext()
-    out = []
-    try:
-        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-            x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            x = x.to(dev, non_blocking=True)
-            if channels_last and x.dim() == 4: x = x.contiguous(memory_format=torch.channels_last)
-            with amp: f = model(x)
-            if isinstance(f, (list, tuple)): f = f[0]
-            f = f.float()
-            if normalize: f = torch.nn.functional.normalize(f, dim=1)
-            out.append(f.cpu())
-    finally:
-        model.train(was_training)
-    emb = torch.cat(out).numpy()
+    def embed(x):
+        if channels_last and x.dim() == 4: x = x.contiguous(memory_format=torch.channels_last)
+        with amp: f = model(x)
+        if isinstance(f, (list, tuple)): f = f[0]
+        f = f.float()
+        if normalize: f = torch.nn.functional.normalize(f, dim=1)
+        return f.cpu()
+    try: emb = batched_pass(embed, dataset, batch_size, dev, num_workers, progress, desc).numpy()
+    finally: model.train(was_training)
     if not np.isfinite(emb).all():
         raise ValueError(f"extract_embeddings: the model produced NaN or inf for {int((~np.isfinite(emb).all(1)).sum())} item(s)")
     if cache is not None: _save_npz_atomic(Path(cache), embeddings=emb, fingerprint=np.array(key))

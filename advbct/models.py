@@ -12,13 +12,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from .passes import load_state_strict
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'RESNETS', 'EFFICIENTNET_LITES', 'IMAGENET_WEIGHTS', 'RESNET50_A1_URL', 'BACKBONES',
-           'SMALL_CNN_WIDTHS', 'CLASSIFIERS', 'ImageNetNormalize', 'read_state_dict', 'load_weights_strict',
-           'resnet_imagenet_url', 'imagenet_state_dict', 'PointwiseConv2d', 'is_pointwise', 'pointwise_as_matmul',
-           'build_backbone', 'backbone_units', 'MarginClassifier', 'EmbeddingModel', 'grad_reverse', 'GradientReversal',
-           'Discriminator', 'dann_alpha', 'adversarial_weight', 'ElasticBoundary']
+           'SMALL_CNN_WIDTHS', 'CLASSIFIERS', 'ImageNetNormalize', 'read_state_dict', 'resnet_imagenet_url',
+           'imagenet_state_dict', 'PointwiseConv2d', 'is_pointwise', 'pointwise_as_matmul', 'build_backbone',
+           'backbone_units', 'MarginClassifier', 'EmbeddingModel', 'grad_reverse', 'GradientReversal', 'Discriminator',
+           'dann_alpha', 'adversarial_weight', 'ElasticBoundary']
 
 # %% ../nbs/04_models.ipynb #c1fa9cfd
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -46,28 +47,6 @@ def read_state_dict(path:str|Path, # a file written by torch.save(module.state_d
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"read_state_dict: {path} holds a {type(state).__name__}, not a state dict (parameter names -> tensors)")
     return state
-
-# %% ../nbs/04_models.ipynb #371e59fc
-def _listed(items:list, n:int=8) -> str:
-    return str(items) if len(items) <= n else str(items[:n])[:-1] + f", ... ({len(items)} in all)]"
-
-def load_weights_strict(net:nn.Module, # network to load into
-                        state:dict, # its state dict, e.g. from read_state_dict
-                        where:str="weights", # names the source in errors
-                        ignore:tuple=(), # keys left out on both sides (e.g. an ImageNet classifier the backbone drops)
-                       ) -> nn.Module:
-    "Load `state` into `net` after checking keys and shapes; ValueError listing missing, unexpected and mis-shaped keys."
-    own = {k: v for k, v in net.state_dict().items() if k not in ignore}
-    state = {k: v for k, v in state.items() if k not in ignore}
-    # BatchNorm's batch counters are bookkeeping that older checkpoints (torchvision's ResNets) do not carry
-    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
-    unexpected = sorted(k for k in state if k not in own)
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise ValueError(f"{where} does not fit the network: missing keys {_listed(missing)}, unexpected keys "
-                         f"{_listed(unexpected)}, shape mismatches (file vs network) {_listed(shapes)}")
-    net.load_state_dict(state, strict=False)
-    return net
 
 # %% ../nbs/04_models.ipynb #178148de
 RESNETS = ("resnet18", "resnet50")
@@ -231,7 +210,7 @@ def build_backbone(name:str, # one of BACKBONES
                                  f"stride-1 conv without pretrained weights; use small_input=False with pretrained={pretrained!r}")
             state, where = imagenet_state_dict(name, pretrained), f"build_backbone: the ImageNet weights ({pretrained}) of {name}"
         else: state, where = read_state_dict(pretrained), f"build_backbone: weights file {pretrained} for {name}"
-        load_weights_strict(net, state, where, ignore=classifier_keys)
+        load_state_strict(net, state, where, ignore=classifier_keys)
     stem, units, head = _parts(name, net)
     if (pretrained is not None) if normalize is None else normalize: stem = [("normalize", ImageNetNormalize()), *stem]
     return nn.Sequential(OrderedDict([("stem", nn.Sequential(OrderedDict(stem))), *units, ("head", head)])), enc_dim

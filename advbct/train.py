@@ -18,6 +18,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 from .config import TrainConfig, OLD_METHOD, yaml_fields
 from .files import atomic_write, RunLock
+from .passes import batched_pass, load_state_strict, resolve_device  # resolve_device and load_state_strict: also importable from here
 from .models import EmbeddingModel
 from .boundary import OldClassStats, old_class_stats
 from .losses import COMPAT_LOSSES, Independent, Progress, make_compat_loss
@@ -25,26 +26,16 @@ from .trunk import TrunkCache, has_trunk
 
 # %% auto #0
 __all__ = ['NEW_INIT_OFFSET', 'PER_STEP_SCHEDULES', 'CHECKPOINT', 'MODEL', 'LOG', 'CONFIG', 'IGNORED_ON_RESUME', 'NEEDS_STATS',
-           'resolve_device', 'seed_everything', 'rng_states', 'set_rng_states', 'atomic_save', 'git_commit',
-           'integer_labels', 'dataset_labels', 'IndexedDataset', 'TensorBatches', 'epoch_loader', 'init_seed',
-           'build_model', 'embedding_dim', 'load_state_strict', 'read_checkpoint', 'save_model', 'load_model',
-           'label_space_of', 'check_label_spaces', 'make_optimizer', 'onecycle_factor', 'make_scheduler',
-           'distributed_env', 'init_distributed', 'amp_dtype', 'autocast_context', 'TrainStep', 'embed_dataset',
-           'data_tag', 'training_inputs', 'old_embeddings_of', 'place_modules', 'steps_per_epoch_of', 'ConfigChanged',
-           'RunPlan', 'recorded_config', 'config_changes', 'plan_run', 'restore_checkpoint', 'follow_changed_config',
-           'start_run_files', 'train_epoch', 'save_epoch', 'train_old', 'old_stats_of', 'train_new']
+           'seed_everything', 'rng_states', 'set_rng_states', 'atomic_save', 'git_commit', 'integer_labels',
+           'dataset_labels', 'IndexedDataset', 'TensorBatches', 'epoch_loader', 'init_seed', 'build_model',
+           'embedding_dim', 'read_checkpoint', 'save_model', 'load_model', 'label_space_of', 'check_label_spaces',
+           'make_optimizer', 'onecycle_factor', 'make_scheduler', 'distributed_env', 'init_distributed', 'amp_dtype',
+           'autocast_context', 'TrainStep', 'embed_dataset', 'data_tag', 'training_inputs', 'old_embeddings_of',
+           'place_modules', 'steps_per_epoch_of', 'ConfigChanged', 'RunPlan', 'recorded_config', 'config_changes',
+           'plan_run', 'restore_checkpoint', 'follow_changed_config', 'start_run_files', 'train_epoch', 'save_epoch',
+           'train_old', 'old_stats_of', 'train_new']
 
 # %% ../nbs/08_train.ipynb #a5ee109f
-def resolve_device(name:str="auto", # "auto", "cpu", "cuda", "cuda:1", ...
-                  ) -> torch.device:
-    "The torch device of a config's `device` field; under torchrun, CUDA uses LOCAL_RANK."
-    if name == "auto": name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available(): raise ValueError(f"device {name!r} requested but CUDA is not available")
-        if device.index is None: device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return device
-
 def seed_everything(seed:int):
     "Seed python, numpy and torch (all devices)."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -160,15 +151,6 @@ def embedding_dim(model:nn.Module) -> int:
     if isinstance(getattr(model, "neck", None), nn.Linear): return model.neck.out_features
     if hasattr(model, "bn") and hasattr(model.bn, "num_features"): return model.bn.num_features
     raise ValueError(f"embedding_dim: cannot tell the embedding size of {type(model).__name__}")
-
-def load_state_strict(model:nn.Module, state:dict, where:str="checkpoint"):
-    "load_state_dict that raises a ValueError listing missing and unexpected keys (and shape mismatches)."
-    own = model.state_dict()
-    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = [f"{k}: {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or extra or shapes:
-        raise ValueError(f"{where} does not fit the model: missing keys {missing}, unexpected keys {extra}, shape mismatches {shapes}")
-    model.load_state_dict(state)
 
 def read_checkpoint(path:str|Path, # a file written by `save_model` or by the training loop
                     what:str="checkpoint", # names the kind of file in errors
@@ -343,13 +325,11 @@ def _check_finite(values:dict[str, float], epoch:int, step:int, global_step:int)
 # %% ../nbs/08_train.ipynb #f949dd11
 CHECKPOINT, MODEL, LOG, CONFIG = "checkpoint.pt", "model.pt", "log.jsonl", "config.yaml"
 
-@torch.no_grad()
 def embed_dataset(model:nn.Module, dataset, batch_size:int, device:torch.device, num_workers:int=0,
                   progress_bar:bool=True) -> torch.Tensor:
-    "(N, d) float32 embeddings of `dataset` in order (eval mode, no grad), on `device`."
+    "(N, d) float32 embeddings of `dataset` in order (eval mode, no grad, `batched_pass`), on `device`."
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    return torch.cat([model(b[0].to(device)).float() for b in tqdm(loader, desc="old embeddings", leave=False, disable=not progress_bar)])
+    return batched_pass(lambda x: model(x).float(), dataset, batch_size, device, num_workers, progress_bar, desc="old embeddings")
 
 def data_tag(config:TrainConfig) -> str:
     "Names the images a config's data fields select (dataset, root, size, split): the trunk cache's key of data that is not a TensorDataset."
@@ -362,7 +342,7 @@ def training_inputs(config:TrainConfig, model:nn.Module, train_set,
     "What the loop feeds the model: the training images, or with config.cache_trunk their frozen-trunk features."
     if not config.cache_trunk: return train_set
     if not has_trunk(model): raise ValueError("TrainConfig.cache_trunk needs a frozen trunk: set trainable_from (e.g. 11 for efficientnet_lite0)")
-    cache = trunk_cache or TrunkCache(batch_size=max(config.batch_size, 256), progress=False)
+    cache = trunk_cache or TrunkCache(batch_size=max(config.batch_size, 256), progress=False, num_workers=config.num_workers)
     if trunk_tag is None:  # the data fields decide which images a run trains on (`advbct.datasets.training_data`)
         trunk_tag = f"{data_tag(config)}-{'old' if config.is_old else 'new'}"
     return cache.dataset(model, train_set, dataset_labels(train_set), trunk_tag)
@@ -665,8 +645,7 @@ def old_stats_of(old_model:nn.Module, # the frozen old model
                  device, batch_size:int=256, num_workers:int=0,
                  progress_bar:bool=True) -> OldClassStats:
     "Old-class statistics from one in-order pass of the old model over a dataset (`boundary.old_class_stats`)."
-    loader = DataLoader(old_train_set, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    return old_class_stats(old_model, loader, num_old, device=device, progress=progress_bar)
+    return old_class_stats(old_model, old_train_set, num_old, device, batch_size, num_workers, progress=progress_bar)
 
 def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
               train_set, # the new training set of (image, label); old classes are labels 0..C_old-1

@@ -8,9 +8,9 @@ import hashlib
 from pathlib import Path
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset, TensorDataset
 from .files import atomic_write
+from .passes import batched_pass
 
 # %% auto #0
 __all__ = ['hash_tensors', 'has_trunk', 'trunk_fingerprint', 'dataset_fingerprint', 'FromTrunk', 'TrunkCache']
@@ -56,9 +56,10 @@ class TrunkCache:
     "Frozen-trunk features per (trunk, dataset), computed once; in memory, and on disk when `folder` is given."
     def __init__(self, folder:str|Path|None=None, # where feature files are written (atomically); None: memory only
                  batch_size:int=256, # images per trunk forward pass
-                 progress:bool=True): # a progress bar while computing
+                 progress:bool=True, # a progress bar while computing
+                 num_workers:int=0): # DataLoader workers reading the images
         self.folder = Path(folder) if folder is not None else None
-        self.batch_size, self.progress = batch_size, progress
+        self.batch_size, self.progress, self.num_workers = batch_size, progress, num_workers
         self._memory, self.computed = {}, 0  # computed: how many feature sets this cache had to compute
 
     def key(self, model:nn.Module, dataset, tag:str|None=None) -> str:
@@ -83,18 +84,13 @@ class TrunkCache:
         self._memory[key] = feats
         return feats
 
-    @torch.no_grad()
     def _compute(self, model:nn.Module, dataset) -> torch.Tensor:
         # the trunk runs where the model is (its modules are the model's own, never moved here), always in eval mode
         device = next(model.parameters()).device
-        out = []
-        for batch in tqdm(DataLoader(dataset, batch_size=self.batch_size, shuffle=False), desc="trunk features",
-                          disable=not self.progress, leave=False):
-            x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            out.append(model.forward_trunk(x.to(device)).float().cpu())  # features are kept on the CPU
-        if not out: raise ValueError("TrunkCache: the dataset is empty")
+        feats = batched_pass(lambda x: model.forward_trunk(x).float().cpu(),  # features are kept on the CPU
+                             dataset, self.batch_size, device, self.num_workers, progress=self.progress, desc="trunk features")
         self.computed += 1
-        return torch.cat(out)
+        return feats
 
     def dataset(self, model:nn.Module, dataset, labels:torch.Tensor, tag:str|None=None) -> TensorDataset:
         "(trunk features, labels) as a TensorDataset: the input of training from the trunk."

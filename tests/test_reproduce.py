@@ -3,11 +3,11 @@ import json, math, os, sys
 from pathlib import Path
 import pandas as pd
 import pytest
+from advbct.experiments import MAIN_ROWS, SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / "nbs"
-MAIN_METHODS = ["old", "independent", "l2", "bct", "lce", "unibct", "hot_refresh", "advbct"]
-SETTINGS = ["extended_data", "extended_class", "extended_backbone_data", "extended_backbone_class"]
+MAIN_METHODS = ["old", *MAIN_ROWS]
 
 
 def run(nb, out, **parameters):
