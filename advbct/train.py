@@ -523,7 +523,7 @@ def train_epoch(run:_Run, epoch:int) -> dict:
         if math.isfinite(getattr(run.step.compat, "last_disc_acc", float("nan"))): disc_acc.append(run.step.compat.last_disc_acc)
         n += 1
         if run.is_main and step % 10 == 0: bar.set_postfix(loss=f"{values['total']:.3f}")
-    record = {"epoch": epoch, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": run.optimizer.param_groups[0]["lr"]}
+    record = {"epoch": epoch, **{k: v / max(n, 1) for k, v in sums.items()}, "lr": run.optimizer.param_groups[0]["lr"], "steps": n}
     if disc_acc: record["disc_acc"] = float(np.mean(disc_acc))
     if not per_step: run.scheduler.step()
     record["seconds"] = round(time.time() - t0, 3)
