@@ -41,18 +41,17 @@ def resize_transform(size:int, # side of the square output
 # %% ../nbs/08a_datasets.ipynb #533f035b
 def _listed(paths, k:int=5) -> str: return ", ".join(map(str, paths[:k])) + (" ..." if len(paths) > k else "")
 
-def _usable(full, config:TrainConfig, progress:bool) -> tuple[list, list]:
-    "(old indices, new indices) of the split without unreadable images, and the (path, reason) of each one left out; a missing image is an error unless config.on_bad_image is 'skip'."
+def _unreadable(full, config:TrainConfig, progress:bool) -> dict:
+    "{index: (path, reason)} of the training images to leave out; with on_bad_image='error' none, and a missing image is an error."
     paths = image_paths(full)
-    if paths is None: return [], []
+    if paths is None: return {}
     if config.on_bad_image == "error":
         missing = missing_files(paths)
         if missing: raise FileNotFoundError(f"{len(missing)} of {len(paths)} training images of dataset {config.dataset!r} under {config.root} are missing: "
                                             f"{_listed(missing)}; restore them, or set on_bad_image=skip to train without them")
-        return [], []
-    bad = unreadable_images(paths, progress=progress, num_workers=config.num_workers)
+        return {}
     position = {p: i for i, p in enumerate(paths)}
-    return [position[p] for p, _ in bad], bad
+    return {position[p]: (p, why) for p, why in unreadable_images(paths, progress=progress, num_workers=config.num_workers)}
 
 def _full_training_set(config:TrainConfig):
     "Every training image a config's data lists, as (image, label) items; nothing is checked or decoded yet."
@@ -80,8 +79,8 @@ def training_data(config:TrainConfig, # dataset, root, image_size, setting, spli
     make_split = extended_data_split if config.setting == "extended_data" else extended_class_split
     split = make_split(labels, config.split_seed, config.split_fraction)
     # the split is drawn over every listed image, so an unreadable file never moves another image between old and new
-    bad_index, bad = _usable(full, config, progress)
-    out, reason = {"full": full, "split": split}, dict(zip(bad_index, bad))
+    reason = _unreadable(full, config, progress)
+    out = {"full": full, "split": split}
     for part, indices, label_map in (("old", split.old_indices, split.old_labels), ("new", split.new_indices, split.new_labels)):
         left_out = sorted(set(reason).intersection(indices.tolist()))
         out[part] = Relabeled(full, [i for i in indices if i not in reason], label_map)

@@ -261,8 +261,9 @@ class RunStore:
 
     def run(self, config:TrainConfig, train_fn, device="cpu") -> tuple[torch.nn.Module, Path]:
         "`cached_run` in this store; a run it trains is remembered as trained in this session."
-        finished = is_finished(self.folder(config))
-        model, folder = cached_run(config, train_fn, self.root, device, self.fingerprints(config))
+        fingerprints = self.fingerprints(config)
+        finished = is_finished(run_dir(config, self.root, fingerprints))
+        model, folder = cached_run(config, train_fn, self.root, device, fingerprints)
         if not finished: self.trained.add(folder)
         return model, folder
 

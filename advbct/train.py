@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #af804e60
 from __future__ import annotations
-import json, math, os, random, subprocess, sys, time, warnings
+import json, math, os, random, subprocess, time, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -573,8 +573,8 @@ def _fit(config:TrainConfig, train_set, model:nn.Module, compat:nn.Module, old_m
         if epoch == start_epoch and run.is_main: start_run_files(run, out, start_epoch, plan, _skipped_event(train_set))
         save_epoch(run, out, epoch, record)
         if world > 1: dist.barrier()
-    if last_epoch == config.epochs and run.is_main: save_model(step.model, config, num_classes, out/MODEL, label_space_of(config, train_set))
     step.model.label_space = label_space_of(config, train_set)
+    if last_epoch == config.epochs and run.is_main: save_model(step.model, config, num_classes, out/MODEL, step.model.label_space)
     if world > 1: dist.barrier()
     return step.model
 
