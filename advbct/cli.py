@@ -5,11 +5,11 @@
 # %% ../nbs/09_cli.ipynb #5df636f5
 from __future__ import annotations
 import argparse, contextlib, sys, warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from .config import TrainConfig, PROFILES, profile, with_overrides, yaml_fields
 from .datasets import training_data, check_data
-from .train import train_old, train_new, load_model, MODEL, LOG
+from .train import train_old, train_new, OldSide, load_model, read_checkpoint, MODEL, LOG
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'load_config', 'build_parser', 'main']
@@ -60,15 +60,21 @@ def _one_line_warnings():
     try: yield
     finally: warnings.showwarning = show
 
+def _old_images(config:TrainConfig, data) -> object:
+    "The old model's own training images, where its class statistics are computed: the split's old part, or the share of a sequential stage it trained on."
+    old_config = TrainConfig(**read_checkpoint(config.old_checkpoint, "model checkpoint", ("config",))["config"])
+    if old_config.stage_share is None: return data.old
+    return training_data(replace(config, stage_share=old_config.stage_share), progress=False).new
+
 def _train(args) -> str:
     config = load_config(args.config, args.profile, args.overrides + ([f"old_checkpoint={args.old}"] if args.old else []))
     if not config.is_old and not config.old_checkpoint:
         raise ValueError(f"method {config.method!r} needs --old PATH (or old_checkpoint in the config)")
     old_model = None if config.is_old else load_model(config.old_checkpoint)  # a bad checkpoint fails before the data is read
     data = training_data(config, progress=not args.no_progress)
-    kw = dict(resume=args.resume, resume_changed=args.resume_changed, overwrite=args.overwrite, progress_bar=not args.no_progress)
-    if config.is_old: train_old(config, data["old"], num_classes=data["split"].num_old_classes, **kw)
-    else: train_new(config, data["new"], old_model, old_train_set=data["old"], num_classes=data["split"].num_classes, **kw)
+    options = dict(resume=args.resume, resume_changed=args.resume_changed, overwrite=args.overwrite, progress_bar=not args.no_progress)
+    if config.is_old: train_old(config, data.old, data.split.num_old_classes, **options)
+    else: train_new(config, data.new, OldSide(old_model, train_set=_old_images(config, data)), data.split.num_classes, **options)
     out = Path(config.out_dir)
     return f"advbct: model {out/MODEL}, log {out/LOG}"
 

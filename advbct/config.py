@@ -8,7 +8,8 @@ import dataclasses, types, typing
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
-from .losses import COMPAT_LOSSES, BOUNDARIES, DISCRIMINATOR_BATCHES
+from .losses import COMPAT_LOSSES, DISCRIMINATOR_BATCHES
+from .boundary import BOUNDARIES
 from .models import BACKBONES
 from .files import atomic_write_text
 from .landmarks import LANDMARK_VARIANTS
@@ -106,6 +107,7 @@ class TrainConfig:
     setting: str = "extended_data" # "extended_data" or "extended_class"
     split_fraction: float = 0.3    # old share of the images (extended-data) or classes (extended-class)
     split_seed: int = 0
+    stage_share: float|None = None # a sequential upgrade's stage: the share of the new training set its new model trains on (extended-data split at that share, labels unchanged; 1.0: all of it); None: not a stage
     test_variants: list[str] = field(default_factory=lambda: ["clean"]) # landmarks: test-set variants evaluated ("seen": new views of training places, "clean": places never trained on)
     on_bad_image: str = "error"    # "error" (an unreadable image stops the run, naming the file) or "skip" (a decode pass before training drops unreadable images; the count is recorded in the run's log and done.json)
     out_dir: str = "runs/default"
@@ -126,6 +128,14 @@ class TrainConfig:
             if getattr(self, name) <= 0: raise ValueError(f"TrainConfig.{name}: must be positive, got {getattr(self, name)}")
         if not 0 < self.split_fraction < 1: raise ValueError(f"TrainConfig.split_fraction: must lie in (0, 1), got {self.split_fraction}")
         if self.lr <= 0: raise ValueError(f"TrainConfig.lr: must be positive, got {self.lr}")
+        if self.stage_share is not None:
+            if not 0 < self.stage_share <= 1: raise ValueError(f"TrainConfig.stage_share: must be None or lie in (0, 1], got {self.stage_share}")
+            if self.is_old or self.setting != "extended_data":
+                raise ValueError(f"TrainConfig.stage_share: a sequential stage is a new model (method other than 'old') in the extended_data "
+                                 f"setting, got method={self.method!r}, setting={self.setting!r}")
+        if self.dataset != "landmarks" and self.test_variants != ["clean"]:
+            raise ValueError(f"TrainConfig.test_variants: only the embedded landmark benchmark has test-set variants; dataset "
+                             f"{self.dataset!r} has none, got {self.test_variants}")
         bad = [v for v in self.test_variants if v not in LANDMARK_VARIANTS]
         if bad or not self.test_variants or len(set(self.test_variants)) != len(self.test_variants):
             raise ValueError(f"TrainConfig.test_variants: must be distinct values of {LANDMARK_VARIANTS}, got {self.test_variants}")

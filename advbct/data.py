@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['QUERY_PROTOCOLS', 'IMAGE_EXTENSIONS', 'to_tensor', 'load_rgb', 'readable_mask', 'ImageList', 'read_csv_columns',
            'csv_line', 'gldv2_image_path', 'GLDv2Train', 'GLDv2Retrieval', 'RevisitedDataset', 'cifar100',
-           'ImageFolderDataset', 'CompatSplit', 'extended_data_split', 'extended_class_split', 'Relabeled',
+           'ImageFolderDataset', 'CompatSplit', 'extended_data_split', 'extended_class_split', 'plain_id', 'Relabeled',
            'image_paths', 'missing_files', 'unreadable_images']
 
 # %% ../nbs/03_data.ipynb #e1516bf1
@@ -358,6 +358,10 @@ def extended_class_split(labels, # (n,) int class label per sample
                        old_labels, new_labels, n_old, len(classes))
 
 # %% ../nbs/03_data.ipynb #38e276a2
+def plain_id(v):
+    "A class id as a JSON-able python value: numpy scalars become int / str."
+    return v.item() if isinstance(v, np.generic) else v
+
 def _new_class_ids(label_map, base_ids):
     produced = np.flatnonzero(label_map >= 0)  # original labels c the map keeps
     new = label_map[produced]
@@ -370,7 +374,7 @@ def _new_class_ids(label_map, base_ids):
     ids = [None]*(int(new.max()) + 1 if len(new) else 0)
     for c, k in zip(produced, new):
         v = c if base_ids is None else base_ids[c]
-        ids[k] = v.item() if isinstance(v, np.generic) else v  # numpy scalars -> python int / str, so the list is json-able
+        ids[k] = plain_id(v)  # so the list is json-able
     return ids
 
 class Relabeled(Dataset):

@@ -16,9 +16,10 @@ from .passes import batched_pass
 from .train import dataset_labels, data_tag
 
 # %% auto #0
-__all__ = ['PAPER_PROTOCOLS', 'IN_MEMORY_DATASETS', 'synthetic_dataset', 'resize_transform', 'training_data', 'in_memory',
-           'synthetic_test_sets', 'paper_layout_of', 'real_test_sets', 'test_set_in_memory', 'landmark_test_sets',
-           'test_sets_of', 'check_data', 'SettingData', 'setting_data', 'data_fingerprint']
+__all__ = ['PAPER_PROTOCOLS', 'IN_MEMORY_DATASETS', 'synthetic_dataset', 'resize_transform', 'TrainingData', 'stage_set',
+           'training_data', 'in_memory', 'synthetic_test_sets', 'paper_layout_of', 'real_test_sets',
+           'test_set_in_memory', 'landmark_test_sets', 'test_sets_of', 'check_data', 'SettingData', 'setting_data',
+           'data_fingerprint']
 
 # %% ../nbs/08a_datasets.ipynb #e9ed2f3f
 def synthetic_dataset(n:int=256, # number of images
@@ -70,9 +71,26 @@ def _full_training_set(config:TrainConfig):
         full = ImageFolderDataset(config.root, transform=resize_transform(config.image_size))
     return full
 
-def training_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed, on_bad_image
+@dataclass(frozen=True)
+class TrainingData:
+    "A config's training images: all of them, their old/new split, and the old and new training sets (labels remapped)."
+    full: object # every listed training image, before the split
+    split: CompatSplit
+    old: object # the old model's training set
+    new: object # the new models' training set; with config.stage_share the part of it that stage trains on (`stage_set`)
+
+def stage_set(new_set, # a setting's new training set
+              share:float, # the part of it a sequential upgrade's stage trains on, in (0, 1]
+              split_seed:int, # the split's seed
+             ):
+    "A sequential stage's training images: the extended-data split of the new training set at `share` (labels unchanged, every class keeps an image), or all of it."
+    if share >= 1: return new_set
+    # an index subset of the training set, read through the loader like any real dataset
+    return extended_data_split(dataset_labels(new_set).numpy(), split_seed, share).old_dataset(new_set)
+
+def training_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed, stage_share, on_bad_image
                   progress:bool=True, # progress bar of the decode pass (on_bad_image="skip")
-                 ) -> dict:
+                 ) -> TrainingData:
     "The full training set, its old/new split and the old and new training sets (labels remapped), every image checked to be there first."
     full = _full_training_set(config)
     labels = dataset_labels(full).numpy()
@@ -80,21 +98,23 @@ def training_data(config:TrainConfig, # dataset, root, image_size, setting, spli
     split = make_split(labels, config.split_seed, config.split_fraction)
     # the split is drawn over every listed image, so an unreadable file never moves another image between old and new
     reason = _unreadable(full, config, progress)
-    out = {"full": full, "split": split}
+    parts = {}
     for part, indices, label_map in (("old", split.old_indices, split.old_labels), ("new", split.new_indices, split.new_labels)):
         left_out = sorted(set(reason).intersection(indices.tolist()))
-        out[part] = Relabeled(full, [i for i in indices if i not in reason], label_map)
-        out[part].skipped_images = [reason[i] for i in left_out]
-    return out
+        parts[part] = Relabeled(full, [i for i in indices if i not in reason], label_map)
+        parts[part].skipped_images = [reason[i] for i in left_out]
+    new = parts["new"] if config.stage_share is None else stage_set(parts["new"], config.stage_share, config.split_seed)
+    return TrainingData(full, split, parts["old"], new)
 
 
 # %% ../nbs/08a_datasets.ipynb #857b36c1
 def in_memory(dataset, # (image, label) items
               desc:str, # progress bar label
+              progress:bool=True,
              ) -> TensorDataset:
     "Decode a small dataset once into (images, labels) tensors: JPEG decoding would otherwise dominate CPU training."
     if isinstance(dataset, TensorDataset): return dataset
-    out = TensorDataset(*batched_pass(lambda x: x, dataset, 256, "cpu", desc=desc, labels=True))
+    out = TensorDataset(*batched_pass(lambda x: x, dataset, 256, "cpu", progress=progress, desc=desc, labels=True))
     for name in ("class_ids", "skipped_images"):  # what the trainer records about the data travels with the copy
         if getattr(dataset, name, None) is not None: setattr(out, name, getattr(dataset, name))
     return out
@@ -144,12 +164,13 @@ def real_test_sets(root, # folder holding rparis6k/ and roxford5k/ (revisitop: j
 
 # %% ../nbs/08a_datasets.ipynb #b09b4820
 def test_set_in_memory(test_set, # revisited, GLDv2-style or labelled test set
+                       progress:bool=True,
                       ):
     "A shallow copy of a test set whose queries and gallery are decoded into tensors (the same object when they are shared)."
     if isinstance(test_set.queries, TensorDataset) and isinstance(test_set.gallery, TensorDataset): return test_set
     out = copy.copy(test_set)
-    queries = in_memory(test_set.queries, f"{test_set.name} queries")
-    gallery = queries if test_set.gallery is test_set.queries else in_memory(test_set.gallery, f"{test_set.name} gallery")
+    queries = in_memory(test_set.queries, f"{test_set.name} queries", progress)
+    gallery = queries if test_set.gallery is test_set.queries else in_memory(test_set.gallery, f"{test_set.name} gallery", progress)
     if isinstance(out, LabelledTestSet): out.images = queries
     else: out.queries, out.gallery = queries, gallery
     return out
@@ -214,13 +235,13 @@ def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split
                 ) -> SettingData:
     "Old and new training sets (held in memory for the embedded benchmarks) and the test sets of a config's data."
     data = training_data(config, progress=progress)
-    split, test_sets = data["split"], test_sets_of(config)
+    split, test_sets = data.split, test_sets_of(config)
     small = config.dataset in IN_MEMORY_DATASETS
     # decode the small test sets once too: every new model of a notebook is evaluated on them
-    if small: test_sets = [test_set_in_memory(t) for t in test_sets]
-    old, new = data["old"], data["new"]
-    if small: old, new = in_memory(old, "old training set"), in_memory(new, "new training set")
-    return SettingData(data_tag(config), old, new, data["full"], test_sets, split, split.num_old_classes, split.num_classes)
+    if small: test_sets = [test_set_in_memory(t, progress) for t in test_sets]
+    old, new = data.old, data.new
+    if small: old, new = in_memory(old, "old training set", progress), in_memory(new, "new training set", progress)
+    return SettingData(data_tag(config), old, new, data.full, test_sets, split, split.num_old_classes, split.num_classes)
 
 
 # %% ../nbs/08a_datasets.ipynb #bc5b403b

@@ -16,23 +16,23 @@ from tqdm.auto import tqdm
 from . import __version__
 from .config import TrainConfig, profile as base_profile, with_overrides, PROFILE_REGISTRY, EXPERIMENT_SETTINGS
 from .losses import COMPAT_LOSSES
-from .data import extended_data_split
-from .datasets import setting_data, SettingData, in_memory, data_fingerprint, IN_MEMORY_DATASETS
+from .datasets import setting_data, SettingData, in_memory, data_fingerprint, stage_set, IN_MEMORY_DATASETS
 from .evaluate import evaluate_pair, embed_test_set, model_fingerprint
 from .losses import make_compat_loss
 from .files import atomic_write_text, RunLock
 from .trunk import TrunkCache, FromTrunk, has_trunk
-from .train import (train_old, train_new, load_model, embed_dataset, old_stats_of, build_model, training_inputs,
+from .train import (train_old, train_new, OldSide, load_model, embed_dataset, old_stats_of, build_model, training_inputs,
                           init_seed, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device,
-                          dataset_labels, git_commit, read_checkpoint)
+                          dataset_labels, git_commit, read_checkpoint, data_tag)
 
 # %% auto #0
-__all__ = ['RUN_FREE_FIELDS', 'TRAINING_MODULES', 'DONE', 'SETTINGS', 'MAIN_ROWS', 'RUNNER_FIELDS', 'code_fingerprint',
+__all__ = ['RUN_FREE_FIELDS', 'TRAINING_MODULES', 'DONE', 'SETTINGS', 'MAIN_ROWS', 'ABLATION_T', 'ABLATIONS', 'ABLATION_ROWS',
+           'ABLATION_SWEEP', 'SEQUENTIAL_METHODS', 'SEQUENTIAL_FRACTIONS', 'RUNNER_FIELDS', 'code_fingerprint',
            'run_fingerprints', 'run_key', 'run_dir', 'run_record', 'run_seconds', 'is_finished', 'read_log',
            'cached_run', 'stale_runs', 'provenance_note', 'experiment_config', 'new_model_config', 'override_changes',
            'notebook_setup', 'RunStore', 'TrainingPool', 'OldPass', 'Setting', 'method_spec', 'default_workers',
            'pool_devices', 'queue_setting', 'train_setting', 'run_line', 'run_setting', 'sequential_upgrades',
-           'sequential_chains', 'compatibility_matrix', 'elastic_radii']
+           'sequential_chains', 'queue_reproduction', 'compatibility_matrix', 'elastic_radii']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 # where and how a run executes, or what it is evaluated on, not what it trains
@@ -135,6 +135,8 @@ def cached_run(config:TrainConfig, # the run; out_dir is replaced by the run fol
                                           finished=time.strftime("%Y-%m-%dT%H:%M:%S"), fingerprints=fingerprints,
                                           torch=torch.__version__, advbct=__version__, git_commit=git_commit(),
                                           skipped_images=sum(skipped))))
+        # a finished run is never resumed: its model.pt (trainable weights, trunk reference, boundary) is all it keeps
+        (folder/CHECKPOINT).unlink(missing_ok=True)
         return load_model(folder/MODEL, device), folder
 
 def stale_runs(runs_dir, # a folder of run folders
@@ -168,6 +170,20 @@ def provenance_note(runs_dir, # a folder of run folders
 SETTINGS = tuple(EXPERIMENT_SETTINGS)  # the paper's four settings, in its table's order
 # the main table's new-model rows, phi* first and AdvBCT last (the old model's row comes before them)
 MAIN_ROWS = tuple(COMPAT_LOSSES)
+# the ablation table (extended-data setting): AdvBCT's terms one at a time, the discriminator's batches, the threshold T
+ABLATION_T = (0.5, 1.0, 1.5)
+ABLATIONS = {"p2s_fixed": dict(method="advbct", boundary="fixed", adversarial=False),
+             "p2s_fixed_min": dict(method="advbct", boundary="fixed_min", adversarial=False),
+             "p2s_elastic": dict(method="advbct", boundary="elastic", adversarial=False),
+             "adv_only": dict(method="advbct", boundary=None, adversarial=True),
+             "advbct_joint_disc": dict(method="advbct", discriminator_batches="joint"),
+             **{f"advbct_T{T}": dict(method="advbct", T=T) for T in ABLATION_T}}
+# its rows (advbct is T = 1.0: the main table's run), then the other values of T
+ABLATION_ROWS = ("independent", "p2s_fixed", "p2s_fixed_min", "p2s_elastic", "adv_only", "advbct", "advbct_joint_disc")
+ABLATION_SWEEP = tuple(f"advbct_T{T}" for T in ABLATION_T if T != 1.0)
+# the sequential experiment: one chain phi_1 -> phi_2 -> phi_3 per method over growing shares of the data
+SEQUENTIAL_METHODS = ("bct", "advbct")
+SEQUENTIAL_FRACTIONS = (0.3, 0.6, 1.0)
 
 def experiment_config(profile:str, # a key of config.PROFILE_REGISTRY
                       setting:str, # one of SETTINGS
@@ -270,7 +286,7 @@ class RunStore:
     def setting_data(self, config:TrainConfig) -> SettingData:
         "The setting data of a config (`advbct.datasets.setting_data`), assembled once per data key in this process."
         key = (config.dataset, config.root, config.image_size, config.setting, config.split_fraction, config.split_seed,
-               tuple(config.test_variants), config.on_bad_image)
+               config.stage_share, tuple(config.test_variants), config.on_bad_image)
         if key not in self._data: self._data[key] = setting_data(config, progress=self.progress)
         return self._data[key]
 
@@ -311,6 +327,19 @@ class RunStore:
 
     def pending(self, key) -> bool: return key in self._pending
 
+    def collect_all(self) -> int:
+        "Wait for every run queued in the pool (each prints its line as it finishes); how many there were."
+        keys = list(self._pending)
+        for key in keys: self.collect(key)
+        return len(keys)
+
+    def embed_test_sets(self, model, test_sets, device, trunk_cache:TrunkCache|None=None):
+        "Put a model's test-set embeddings in `embeddings_dir`, where an evaluation of it finds them (`embed_test_set`)."
+        fingerprint = model_fingerprint(model)
+        for ts in test_sets:
+            embed_test_set(model, ts, self.embeddings_dir, trunk_cache=trunk_cache, fingerprint=fingerprint, device=device,
+                           progress=False)
+
     def collect(self, key):
         "Wait for the pool's work of `key` and return its result; an error (or dead process) stops its other runs too."
         future, line = self._pending.pop(key)
@@ -339,13 +368,15 @@ class RunStore:
         "Train one new model of a setting (config, data and old model as in the notebook's process); its run folder."
         changes = changes if device is None else {**changes, "device": device}
         s = self.setting(profile, setting, [row], seed, method_options, changes, old_values=(stats, embeddings))
-        return str(self.run(s.configs[row], s.trainer(row, self.progress), s.device)[1])
+        model, folder = self.run(s.configs[row], s.trainer(row, self.progress), s.device)
+        self.embed_test_sets(model, s.data.test_sets, s.device, s.trunk_cache)
+        return str(folder)
 
     def train_chain(self, profile, method, fractions, seed, changes, device=None) -> list[str]:
         "Train one chain of sequential upgrades; its run folders."
         changes = changes if device is None else {**changes, "device": device}
         return [str(f) for f in sequential_upgrades(profile, method, fractions, seed, self, progress=False, log=False,
-                                                    **changes)["folders"]]
+                                                    embed=True, **changes)["folders"]]
 
     def probe(self, seconds:float=0.0, device=None) -> tuple:
         "(pid, device, start, end) after `seconds` of work: which device a pool process's runs train on."
@@ -453,9 +484,9 @@ class OldPass:
 
 @dataclass(frozen=True)
 class Setting:
-    "A profile's setting and seed, assembled once (`RunStore.setting`): data, old model, old-model pass, row configs."
+    "A profile's setting and seed, assembled once (`RunStore.setting`): data, old model, old-model pass, row configs; also a sequential stage."
     profile: str
-    name: str # one of SETTINGS
+    name: str # one of SETTINGS (a sequential stage: "extended_data")
     seed: int
     old_config: TrainConfig
     data: SettingData
@@ -469,9 +500,9 @@ class Setting:
     def trainer(self, row:str, progress:bool=True):
         "train_fn(config, resume) of one row's new model, for `cached_run`."
         def train(config, resume):
-            return train_new(config, self.data.new, self.old_model, old_stats=self.old_pass.stats(config.method),
-                             old_train_set=self.data.old, num_classes=self.data.num_classes, resume=resume,
-                             progress_bar=progress, old_embeddings=self.old_pass.embeddings(config),
+            old = OldSide(self.old_model, self.old_pass.stats(config.method), self.data.old,
+                          self.old_pass.embeddings(config))
+            return train_new(config, self.data.new, old, self.data.num_classes, resume=resume, progress_bar=progress,
                              trunk_cache=self.trunk_cache)
         return train
 
@@ -583,7 +614,7 @@ def train_setting(profile:str, # a key of config.PROFILE_REGISTRY
                   runs, # a RunStore (or the folder of one, for this call alone)
                   method_options:dict|None=None, # {row name: {"method": loss, **TrainConfig fields}}
                   progress:bool=True, # progress bars
-                  on_run=None, # on_run(row, model, folder, out, trained) per run, old first; trained: in this session
+                  on_run=None, # on_run(row, model, folder, setting, trained) per run, old first; trained: in this session
                   workers:int|None=1, # new models trained at once, one process each; None: `default_workers`
                   devices:list[str]|None=None, # one device per process (default: `pool_devices`)
                   **changes) -> dict: # old, new {row: model}, folders, data, old_config, configs, trunk_cache, setting
@@ -594,7 +625,7 @@ def train_setting(profile:str, # a key of config.PROFILE_REGISTRY
     workers = _check_workers(workers, str(s.device))
     out = dict(old=s.old_model, new={}, folders={"old": s.old_dir}, data=s.data, old_config=s.old_config, configs={},
                trunk_cache=s.trunk_cache, setting=s)
-    if on_run: on_run("old", s.old_model, s.old_dir, out, s.old_dir in store.trained)
+    if on_run: on_run("old", s.old_model, s.old_dir, s, s.old_dir in store.trained)
     folders = {row: store.folder(config) for row, config in s.configs.items()}
     # on a CPU two 1-thread processes get more from two cores than one 2-thread one;
     # on CUDA each process has its own GPU
@@ -611,7 +642,7 @@ def train_setting(profile:str, # a key of config.PROFILE_REGISTRY
                                    f"run again to train with today's code)")
         out["new"][row], out["folders"][row] = store.run(config, s.trainer(row, progress), s.device)
         out["configs"][row] = config
-        if on_run: on_run(row, out["new"][row], out["folders"][row], out, out["folders"][row] in store.trained)
+        if on_run: on_run(row, out["new"][row], out["folders"][row], s, out["folders"][row] in store.trained)
     return out
 
 def run_line(setting:str, row:str, seed:int,
@@ -639,8 +670,7 @@ def run_setting(profile:str, # a key of config.PROFILE_REGISTRY
                 **changes) -> list[dict]: # {setting, method, seed, test_set, self, cross, old[, protocol, variant]}
     "Train what is missing, evaluate each model once it is there, and return advbct.report records (mAP fractions)."
     store, records = _store_of(runs), []
-    def evaluate_run(name, model, folder, runs, trained):
-        s = runs["setting"]
+    def evaluate_run(name, model, folder, s, trained):
         # the old model is evaluated first;
         # its test-set embeddings are cached by fingerprint and reused for every new model
         scores = evaluate_pair(model, s.old_model, s.data.test_sets, cache_dir=store.embeddings_dir, device=s.device,
@@ -666,6 +696,7 @@ def sequential_upgrades(profile:str, # a key of config.PROFILE_REGISTRY
                         progress:bool=True,
                         log:bool=True, # print one line per stage (seconds, or cached)
                         upto:int|None=None, # only phi_1 .. phi_upto (cached trunk: also later stages' trunk features)
+                        embed:bool=False, # put each stage's test-set embeddings in the store's cache (pool processes)
                         **changes) -> dict: # models [phi_1, ...], folders, test_sets, stage_sets (training sets)
     "phi_1 -> phi_2 -> ...: phi_1 by cross-entropy on the first share, each later one against the last on more data."
     fractions = list(fractions)
@@ -676,44 +707,68 @@ def sequential_upgrades(profile:str, # a key of config.PROFILE_REGISTRY
     store = _store_of(runs)
     base = experiment_config(profile, "extended_data", seed, **changes)
     data = store.setting_data(base)
-    labels, stage_sets = dataset_labels(data.new).numpy(), []
-    for f in fractions:
-        if f >= 1: stage_sets.append(data.new); continue
-        # the extended-data split at share f: every class keeps at least one image, labels stay those of the full set;
-        # a stage is an index subset of the training set, read through the loader like any real dataset
-        stage_sets.append(extended_data_split(labels, base.split_seed, f).old_dataset(data.new))
+    sets = [stage_set(data.new, f, base.split_seed) for f in fractions]
     if base.dataset in IN_MEMORY_DATASETS:  # the embedded benchmarks are decoded once; real data streams from disk
-        stage_sets = [in_memory(s, f"{f:.0%} training set") for s, f in zip(stage_sets, fractions)]
+        sets = [in_memory(s, f"{f:.0%} training set", progress) for s, f in zip(sets, fractions)]
     device, trunk_cache = resolve_device(base.device), store.trunk_cache(base)
-    def stage(k, cfg, trainer):
-        model, folder = store.run(cfg, trainer, device)
+    def stage_line(k, folder):
         if log:
-            share = f"phi_{k + 1} ({fractions[k]:.0%} of the data)"
-            print(f"sequential {method} | {share} | seed {seed} | {run_seconds(folder):.0f} s"
-                  f"{'' if folder in store.trained else ' (cached)'}", flush=True)
-        return model, folder
-    # split_fraction records each stage's share (the config field admits only shares below 1)
-    cfg = replace(base, split_fraction=fractions[0])
-    model, folder = stage(0, cfg, lambda c, resume: train_old(c, stage_sets[0], num_classes=data.num_classes,
-                                                             resume=resume, progress_bar=progress,
-                                                             trunk_cache=trunk_cache))
+            print(f"sequential {method} | phi_{k + 1} ({fractions[k]:.0%} of the data) | seed {seed} | "
+                  f"{run_seconds(folder):.0f} s{'' if folder in store.trained else ' (cached)'}", flush=True)
+    # phi_1 is the extended-data old model at the first share (at the split's own share, the main table's old model)
+    config = replace(base, split_fraction=fractions[0])
+    model, folder = store.run(config, lambda c, resume: train_old(c, sets[0], num_classes=data.num_classes, resume=resume,
+                                                                  progress_bar=progress, trunk_cache=trunk_cache), device)
+    stage_line(0, folder)
     models, folders = [model], [folder]
     # the later stages' trunk features, for processes that train them (same frozen trunk)
     if upto == 1 and base.cache_trunk:
-        for s in stage_sets[1:]: training_inputs(cfg, model, s, trunk_cache)
+        for s in sets[1:]: training_inputs(config, model, s, trunk_cache)
     for k in range(1, len(fractions) if upto is None else min(upto, len(fractions))):
-        prev, prev_set = models[-1], stage_sets[k - 1]
-        # every stage starts from its own random weights (phi_3 must not share phi_2's initialisation)
-        cfg = replace(base, method=method, old_checkpoint=str(folders[-1]/MODEL),
-                      split_fraction=fractions[k] if fractions[k] < 1 else base.split_fraction,
-                      init_seed=None if k == 1 else base.seed + k * NEW_INIT_OFFSET)
-        def trainer(c, resume, prev=prev, prev_set=prev_set, k=k):
-            return train_new(c, stage_sets[k], prev, old_train_set=prev_set, num_classes=data.num_classes,
-                             resume=resume, progress_bar=progress, trunk_cache=trunk_cache)
-        model, folder = stage(k, cfg.validate(), trainer)
+        s = _stage_setting(profile, seed, base, data, sets, fractions, k, method, (model, folder, config), device,
+                           trunk_cache)
+        config = s.configs[method]
+        model, folder = store.run(config, s.trainer(method, progress), device)
+        if embed: store.embed_test_sets(model, data.test_sets, device, trunk_cache)
+        stage_line(k, folder)
         models.append(model); folders.append(folder)
     return dict(models=models, folders=folders, test_sets=data.test_sets, fractions=fractions, trunk_cache=trunk_cache,
-                stage_sets=stage_sets)
+                stage_sets=sets)
+
+def _stage_config(base:TrainConfig, method:str, fractions, k:int, old_dir:Path) -> TrainConfig:
+    "The config of stage k >= 1 of a chain: the method against phi_k (its run folder), on its share of the data."
+    # every stage starts from its own random weights (phi_3 must not share phi_2's initialisation)
+    return replace(base, method=method, old_checkpoint=str(old_dir/MODEL), stage_share=fractions[k],
+                   init_seed=None if k == 1 else base.seed + k * NEW_INIT_OFFSET).validate()
+
+def _chain_finished(store:RunStore, base:TrainConfig, method:str, fractions) -> bool:
+    "Whether every stage of a chain is a finished run of the store (its folders follow from phi_1's, without training)."
+    folder = store.folder(replace(base, split_fraction=fractions[0]))
+    for k in range(1, len(fractions)):
+        if not is_finished(folder): return False
+        folder = store.folder(_stage_config(base, method, fractions, k, folder))
+    return is_finished(folder)
+
+def _stage_setting(profile:str, seed:int, base:TrainConfig, data:SettingData, sets:list, fractions:list, k:int,
+                   method:str, old, # (model, run folder, config) of phi_k
+                   device, trunk_cache) -> Setting:
+    "Stage k >= 1 of a sequential chain as a Setting: phi_k is its old model, phi_(k+1) on the next share its one row."
+    old_model, old_dir, old_config = old
+    config = _stage_config(base, method, fractions, k, old_dir)
+    # phi_k's images are the stage's old training set, and every class is one of its old classes
+    stage = replace(data, tag=data_tag(config), old=sets[k - 1], new=sets[k], num_old_classes=data.num_classes)
+    # phi_k's statistics and embeddings come from the images (no trunk features), as the trainer itself computes them
+    return Setting(profile, base.setting, seed, old_config, stage, device, trunk_cache, old_model, old_dir,
+                   OldPass(stage, old_model, old_config, device), {method: config})
+
+def _queue_chains(store:RunStore, profile:str, methods, fractions, seed:int, progress:bool, workers:int, devices,
+                  changes:dict) -> int:
+    "phi_1 here (and the later stages' trunk features), then one pool job per method's chain; how many chains."
+    sequential_upgrades(profile, methods[0], fractions, seed, store, progress, log=False, upto=1, **changes)
+    store.pool(workers, devices)
+    for m in methods:
+        store.submit(("chain", m, seed), f"sequential {m} | seed {seed}", "train_chain", profile, m, fractions, seed, changes)
+    return len(methods)
 
 def sequential_chains(profile:str, # a key of config.PROFILE_REGISTRY
                       methods, # one chain per compatibility loss
@@ -729,14 +784,39 @@ def sequential_chains(profile:str, # a key of config.PROFILE_REGISTRY
     base = experiment_config(profile, "extended_data", seed, **changes)
     workers = _check_workers(workers, base.device)
     parallel, devices = _pool_for(workers, resolve_device(base.device), devices)
-    if parallel and len(methods) > 1:
-        sequential_upgrades(profile, methods[0], fractions, seed, store, progress, log=False, upto=1, **changes)
-        store.pool(workers, devices)
-        for m in methods:
-            store.submit(("chain", m, seed), f"sequential {m} | seed {seed}", "train_chain",
-                         profile, m, fractions, seed, changes)
+    if parallel and len(methods) > 1 and not all(_chain_finished(store, base, m, fractions) for m in methods):
+        _queue_chains(store, profile, methods, fractions, seed, progress, workers, devices, changes)
         for m in methods: store.collect(("chain", m, seed))
     return {m: sequential_upgrades(profile, m, fractions, seed, store, progress, log, **changes) for m in methods}
+
+def queue_reproduction(profile:str, # a key of config.PROFILE_REGISTRY
+                       seeds, # run seeds
+                       runs, # the RunStore whose pool trains them
+                       workers:int|None=None, # training processes (None: `default_workers`; 1: nothing is queued)
+                       devices:list[str]|None=None, # one device per process (default: `pool_devices`)
+                       settings=SETTINGS, # the main table's settings
+                       ablations:bool=True, # the ablation rows (extended-data setting)
+                       chains=SEQUENTIAL_METHODS, # the sequential experiment's methods
+                       progress:bool=True,
+                       **changes) -> int: # runs and chains queued
+    "Queue every training of `make reproduce` in one pool: the experiment notebooks then only evaluate (each pool run also embeds its test sets)."
+    store, queued = _store_of(runs), 0
+    if workers is not None: _check_workers(workers)
+    for seed in seeds:
+        # old models first (here), then every new model: no process waits between settings or notebooks
+        for setting in settings:
+            queued += queue_setting(profile, setting, MAIN_ROWS, seed, store, None, progress, workers, devices, **changes)
+        base = experiment_config(profile, "extended_data", seed, **changes)
+        workers = _check_workers(workers, base.device)
+        parallel, devices = _pool_for(workers, resolve_device(base.device), devices)
+        # the chains (two stages each) before the single ablation runs, so that the pool's last work is short
+        if parallel and chains and not all(_chain_finished(store, base, m, SEQUENTIAL_FRACTIONS) for m in chains):
+            queued += _queue_chains(store, profile, list(chains), SEQUENTIAL_FRACTIONS, seed, progress, workers, devices,
+                                    changes)
+        if ablations:
+            queued += queue_setting(profile, "extended_data", ABLATION_ROWS + ABLATION_SWEEP, seed, store, ABLATIONS,
+                                    progress, workers, devices, **changes)
+    return queued
 
 def compatibility_matrix(models, # [phi_1, phi_2, ...]
                          test_set, # one test set
@@ -752,20 +832,27 @@ def compatibility_matrix(models, # [phi_1, phi_2, ...]
 
 
 # %% ../nbs/11_experiments.ipynb #de0f0d12
-def elastic_radii(folder, # run folder of an advbct run (its checkpoint.pt holds the learned boundary)
+def elastic_radii(folder, # run folder of an advbct run (its model.pt keeps the learned boundary)
                   old_model, # the run's old model
                   old_train_set, # the old training set (for r_max and the centres)
                   num_old_classes:int, device="cpu") -> dict: # centres (C, d), r_max (C,), r_e (C,) as numpy
     "The old-class centres, r_max and the learned elastic radii r_e of an AdvBCT run."
     folder = Path(folder)
-    ckpt = read_checkpoint(folder/CHECKPOINT, "training checkpoint", ("config", "compat"))
+    ckpt = read_checkpoint(folder/MODEL, "model checkpoint", ("config",))
     config = TrainConfig(**ckpt["config"])
     if config.method != "advbct" or config.boundary is None:
         raise ValueError(f"elastic_radii: {folder} is not an advbct run with a boundary")
+    boundary = ckpt.get("boundary")
+    if boundary is None:  # a model.pt written before model files kept the boundary: the resume checkpoint has it
+        if not (folder/CHECKPOINT).is_file():
+            raise FileNotFoundError(f"elastic_radii: {folder/MODEL} keeps no learned boundary and there is no {CHECKPOINT}; "
+                                    f"train the run again")
+        compat = read_checkpoint(folder/CHECKPOINT, "training checkpoint", ("compat",))["compat"]
+        boundary = {k.split(".", 1)[1]: v for k, v in compat.items() if k.startswith("boundary.")}
     stats = old_stats_of(old_model.to(device), old_train_set, num_old_classes, device)
     loss = make_compat_loss("advbct", stats=stats, dim=config.dim, boundary=config.boundary,
                             adversarial=config.adversarial, T=config.T, seed=config.seed)
-    loss.load_state_dict(ckpt["compat"])
+    loss.boundary.load_state_dict(boundary)
     with torch.no_grad(): r_e = loss.boundary(torch.arange(num_old_classes))
     return dict(centres=stats.centres.numpy(), r_max=stats.r_max.numpy(), r_e=r_e.numpy(), counts=stats.counts.numpy())
 

@@ -10,13 +10,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.distributed as dist
-from .models import Discriminator, ElasticBoundary, grad_reverse, dann_alpha, adversarial_weight
-from .boundary import OldClassStats, MIN_RADIUS_COUNT
+from .models import Discriminator, grad_reverse, dann_alpha, adversarial_weight
+from .boundary import OldClassStats, MIN_RADIUS_COUNT, BOUNDARIES, ElasticBoundary
 
 # %% auto #0
-__all__ = ['BOUNDARIES', 'DISCRIMINATOR_BATCHES', 'COMPAT_LOSSES', 'Progress', 'masked_mean', 'mean_of_violations',
-           'old_class_mask', 'arcface_logits', 'Independent', 'L2Loss', 'BCTLoss', 'LCELoss', 'UniBCTLoss',
-           'gather_across_processes', 'HotRefreshLoss', 'AdvBCTLoss', 'make_compat_loss']
+__all__ = ['DISCRIMINATOR_BATCHES', 'COMPAT_LOSSES', 'Progress', 'masked_mean', 'mean_of_violations', 'old_class_mask',
+           'arcface_logits', 'Independent', 'L2Loss', 'BCTLoss', 'LCELoss', 'UniBCTLoss', 'gather_across_processes',
+           'HotRefreshLoss', 'AdvBCTLoss', 'make_compat_loss']
 
 # %% ../nbs/06_losses.ipynb #d80e723c
 @dataclass
@@ -188,7 +188,6 @@ class HotRefreshLoss(nn.Module):
         return {"hot_refresh": (torch.logsumexp(logits, 1) - logits[:, 0]).mean()}
 
 # %% ../nbs/06_losses.ipynb #6ae2b461
-BOUNDARIES = ("elastic", "fixed", "fixed_min", None)
 DISCRIMINATOR_BATCHES = ("per_domain", "joint")
 
 class AdvBCTLoss(nn.Module):

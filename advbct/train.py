@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json, math, os, random, subprocess, time, warnings
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 import numpy as np
 import torch
@@ -17,23 +17,25 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 from .config import TrainConfig, OLD_METHOD, yaml_fields
+from .data import plain_id
 from .files import atomic_write, RunLock
 from .passes import batched_pass, load_state_strict, resolve_device  # resolve_device and load_state_strict: also importable from here
 from .models import EmbeddingModel
 from .boundary import OldClassStats, old_class_stats
 from .losses import COMPAT_LOSSES, Independent, Progress, make_compat_loss
-from .trunk import TrunkCache, has_trunk
+from .trunk import TrunkCache, has_trunk, trunk_fingerprint
 
 # %% auto #0
 __all__ = ['NEW_INIT_OFFSET', 'PER_STEP_SCHEDULES', 'CHECKPOINT', 'MODEL', 'LOG', 'CONFIG', 'IGNORED_ON_RESUME', 'NEEDS_STATS',
            'seed_everything', 'rng_states', 'set_rng_states', 'atomic_save', 'git_commit', 'integer_labels',
            'dataset_labels', 'IndexedDataset', 'TensorBatches', 'epoch_loader', 'init_seed', 'build_model',
-           'embedding_dim', 'read_checkpoint', 'save_model', 'load_model', 'label_space_of', 'check_label_spaces',
-           'make_optimizer', 'onecycle_factor', 'make_scheduler', 'distributed_env', 'init_distributed', 'amp_dtype',
-           'autocast_context', 'TrainStep', 'embed_dataset', 'data_tag', 'training_inputs', 'old_embeddings_of',
-           'place_modules', 'steps_per_epoch_of', 'ConfigChanged', 'RunPlan', 'recorded_config', 'config_changes',
-           'plan_run', 'restore_checkpoint', 'follow_changed_config', 'start_run_files', 'train_epoch', 'save_epoch',
-           'train_old', 'old_stats_of', 'train_new']
+           'embedding_dim', 'read_checkpoint', 'trunk_reference', 'weights_of', 'restore_weights', 'save_model',
+           'load_model', 'label_space_of', 'check_label_spaces', 'make_optimizer', 'onecycle_factor', 'make_scheduler',
+           'distributed_env', 'init_distributed', 'amp_dtype', 'autocast_context', 'TrainStep', 'embed_dataset',
+           'data_tag', 'training_inputs', 'old_embeddings_of', 'place_modules', 'steps_per_epoch_of', 'ConfigChanged',
+           'RunPlan', 'recorded_config', 'config_changes', 'plan_run', 'restore_checkpoint', 'follow_changed_config',
+           'start_run_files', 'train_epoch', 'save_epoch', 'RunOptions', 'run_options', 'OldSide', 'train_old',
+           'old_stats_of', 'train_new']
 
 # %% ../nbs/08_train.ipynb #a5ee109f
 def seed_everything(seed:int):
@@ -167,30 +169,68 @@ def read_checkpoint(path:str|Path, # a file written by `save_model` or by the tr
         raise ValueError(f"{path} is not a {what}: it lacks {', '.join(missing) if missing else 'the dictionary of entries'} (needs {', '.join(keys)})")
     return ckpt
 
+def _trunk_keys(model:nn.Module) -> list[str]:
+    "The state-dict keys of a model's frozen trunk (`EmbeddingModel.trunk` holds the backbone's first children)."
+    return [f"backbone.{k}" for k in model.trunk.state_dict()] if has_trunk(model) else []
+
+def trunk_reference(config:TrainConfig, model:nn.Module, num_classes:int,
+                    built:bool, # True when `model` is `build_model(config, num_classes)` itself
+                   ) -> str|None:
+    "The fingerprint of the model's frozen trunk when `build_model(config)` rebuilds exactly that trunk, else None."
+    if not has_trunk(model): return None
+    fingerprint = trunk_fingerprint(_unwrap(model))
+    if built: return fingerprint
+    # a model the caller prepared: its trunk may come from elsewhere, and is then kept with every checkpoint
+    return fingerprint if trunk_fingerprint(build_model(config, num_classes)) == fingerprint else None
+
+def weights_of(model:nn.Module,
+               trunk:str|None=None, # `trunk_reference` of the model: its frozen trunk is left out and referred to
+              ) -> dict: # {"model": state dict, "trunk": fingerprint or None}
+    "The weights a checkpoint keeps: every one, or with a trunk reference only those outside the frozen trunk."
+    model = _unwrap(model)
+    state, frozen = model.state_dict(), set(_trunk_keys(model)) if trunk is not None else set()
+    return {"model": {k: v for k, v in state.items() if k not in frozen}, "trunk": trunk}
+
+def restore_weights(model:nn.Module, # built as the checkpoint's model was (`build_model` of its config)
+                    saved:dict, # `weights_of`'s entries, e.g. a checkpoint
+                    where:str, # names the checkpoint in errors
+                   ) -> nn.Module:
+    "Load what `weights_of` kept; a trunk it left out must be the model's own, fingerprint for fingerprint."
+    model, trunk = _unwrap(model), saved.get("trunk")
+    if trunk is None: return load_state_strict(model, saved["model"], where)
+    have = trunk_fingerprint(model) if has_trunk(model) else None
+    if have != trunk:
+        raise ValueError(f"{where} keeps only the weights outside its frozen trunk, which was trunk {trunk}; this model's trunk is "
+                         f"{have or 'absent'}: its pretrained weights differ from those it was trained with (another weights "
+                         f"file or package version?), or its backbone or trainable_from does")
+    return load_state_strict(model, saved["model"], where, ignore=_trunk_keys(model))
+
 def save_model(model:nn.Module, config:TrainConfig, num_classes:int, path:str|Path,
                label_space:dict|None=None, # `label_space_of` the training set: which class each classifier row is
+               trunk:str|None=None, # `trunk_reference`: the frozen trunk's weights are left out and rebuilt on load
+               boundary:dict|None=None, # the state of the run's learned elastic boundary (`advbct.boundary.ElasticBoundary`)
               ):
     "Atomically write a model checkpoint (weights, config, number of classes, label space)."
-    atomic_save({"model": _unwrap(model).state_dict(), "config": asdict(config), "num_classes": num_classes,
-                 "label_space": label_space}, path)
+    atomic_save({**weights_of(model, trunk), "config": asdict(config), "num_classes": num_classes,
+                 "label_space": label_space, "boundary": boundary}, path)
 
 def load_model(path:str|Path, # a model.pt written by `save_model`
                device:str|torch.device="cpu") -> EmbeddingModel:
     "Rebuild the EmbeddingModel of a model checkpoint, in eval mode; its `label_space` attribute is the one recorded."
     ckpt = read_checkpoint(path, "model checkpoint", ("model", "config", "num_classes"))
-    # the checkpoint holds every weight: no need to read (or download) the pretrained file again
-    model = build_model(TrainConfig(**ckpt["config"]), ckpt["num_classes"], load_pretrained=False)
-    load_state_strict(model, ckpt["model"], f"model checkpoint {path}")
+    config = TrainConfig(**ckpt["config"])
+    # a checkpoint that holds every weight needs no pretrained file; one that refers to its frozen trunk rebuilds it
+    try: model = build_model(config, ckpt["num_classes"], load_pretrained=ckpt.get("trunk") is not None)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path} keeps the weights outside its frozen trunk, which is rebuilt from "
+                                f"pretrained={config.pretrained!r}, and that cannot be read here: {e}") from None
+    restore_weights(model, ckpt, f"model checkpoint {path}")
     model.label_space = ckpt.get("label_space")  # None: written before label spaces were recorded, or from unlabelled data
     return model.to(device).eval()
 
 def _unwrap(model): return model.module if hasattr(model, "module") else model
 
 # %% ../nbs/08_train.ipynb #a8c08f0a
-def _plain(v):
-    "A class id as a JSON-able python value (numpy scalars become int / str)."
-    return v.item() if isinstance(v, np.generic) else v
-
 def label_space_of(config:TrainConfig, # the run's data fields (dataset, setting, split_fraction, split_seed)
                    train_set, # its training set; `class_ids[k]` (when it has them) is the original class of label k
                   ) -> dict|None:
@@ -198,7 +238,7 @@ def label_space_of(config:TrainConfig, # the run's data fields (dataset, setting
     ids = getattr(train_set, "class_ids", None)
     if ids is None: return None
     return dict(dataset=config.dataset, setting=config.setting, split_fraction=config.split_fraction,
-                split_seed=config.split_seed, class_ids=[_plain(v) for v in ids])
+                split_seed=config.split_seed, class_ids=[plain_id(v) for v in ids])
 
 def check_label_spaces(old_space:dict|None, # the old model's `label_space` (None: not recorded, nothing to check)
                        new_space:dict|None, # `label_space_of` the new training set (None: nothing to check)
@@ -333,7 +373,9 @@ def embed_dataset(model:nn.Module, dataset, batch_size:int, device:torch.device,
 
 def data_tag(config:TrainConfig) -> str:
     "Names the images a config's data fields select (dataset, root, size, split): the trunk cache's key of data that is not a TensorDataset."
-    return "-".join(map(str, (config.dataset, config.root, config.image_size, config.setting, config.split_fraction, config.split_seed)))
+    tag = "-".join(map(str, (config.dataset, config.root, config.image_size, config.setting, config.split_fraction, config.split_seed)))
+    # a sequential stage trains on part of the new training set; at a share of 1 it is the whole set, under the whole set's tag
+    return tag if config.stage_share is None or config.stage_share >= 1 else f"{tag}-stage{config.stage_share}"
 
 def training_inputs(config:TrainConfig, model:nn.Module, train_set,
                     trunk_cache:TrunkCache|None=None, # where trunk features are kept (default: memory only)
@@ -452,6 +494,7 @@ class _Run:
     num_classes: int
     steps_per_epoch: int
     progress_bar: bool
+    trunk: str|None # `trunk_reference`: checkpoints leave the frozen trunk out and refer to it
 
     @property
     def is_main(self) -> bool: return self.rank == 0
@@ -459,7 +502,7 @@ class _Run:
 def restore_checkpoint(run:_Run, path:Path) -> int:
     "Load model, loss, optimiser, scheduler, scaler and RNG states; the 0-based epoch to continue from."
     ckpt = read_checkpoint(path, "training checkpoint", ("model", "compat", "optimizer", "scheduler", "rng", "epoch"))
-    load_state_strict(run.step.model, ckpt["model"], f"checkpoint {path}")
+    restore_weights(run.step.model, ckpt, f"checkpoint {path}")
     load_state_strict(run.step.compat, ckpt["compat"], f"checkpoint {path} (loss module)")
     run.optimizer.load_state_dict(ckpt["optimizer"]); run.scheduler.load_state_dict(ckpt["scheduler"])
     if ckpt.get("scaler"): run.scaler.load_state_dict(ckpt["scaler"])  # None or {}: written without an enabled scaler
@@ -532,11 +575,55 @@ def train_epoch(run:_Run, epoch:int) -> dict:
 def save_epoch(run:_Run, out:Path, epoch:int, record:dict):
     "Atomic checkpoint of everything a resume needs, then the epoch's log line (rank 0 only)."
     if not run.is_main: return
-    atomic_save({"model": run.step.model.state_dict(), "compat": run.step.compat.state_dict(), "optimizer": run.optimizer.state_dict(),
+    atomic_save({**weights_of(run.step.model, run.trunk), "compat": run.step.compat.state_dict(), "optimizer": run.optimizer.state_dict(),
                  "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
                  "rng": rng_states(), "epoch": epoch, "config": asdict(run.config), "num_classes": run.num_classes,
                  "world_size": run.world}, out/CHECKPOINT)
     with open(out/LOG, "a") as f: f.write(json.dumps(record) + "\n")
+
+# %% ../nbs/08_train.ipynb #3a3fbb96
+@dataclass(frozen=True)
+class RunOptions:
+    "How one training call treats its run folder, what it shows, and what it shares with other calls."
+    resume: bool = False # continue from out_dir/checkpoint.pt when it exists (a finished run is left as it is)
+    resume_changed: bool = False # resume even though the config differs from the recorded one (`plan_run`)
+    overwrite: bool = False # start afresh even when out_dir holds a run
+    stop_after: int|None = None # train at most this many epochs in this call (then resume)
+    progress_bar: bool = True
+    trunk_cache: TrunkCache|None = None # with config.cache_trunk: where the frozen trunk's features are kept and shared
+    trunk_tag: str|None = None # names a train_set that is not a TensorDataset, for the trunk cache's key
+
+def run_options(**options) -> RunOptions:
+    "The `RunOptions` of a training call's keyword options; an unknown one is an error that lists them all."
+    names = [f.name for f in fields(RunOptions)]
+    unknown = [k for k in options if k not in names]
+    if unknown: raise TypeError(f"unknown training option(s) {', '.join(unknown)}; the options are {', '.join(names)}")
+    return RunOptions(**options)
+
+@dataclass(frozen=True)
+class OldSide:
+    "What a new model trains against: the frozen old model and what is already known of it."
+    model: nn.Module # the trained old model (frozen here)
+    stats: OldClassStats|None = None # old-class statistics; computed when the method needs them
+    train_set: object = None # where to compute them: the old training set (default: the old-class samples of the new one)
+    embeddings: torch.Tensor|None = None # (N, d) old embeddings of the new training set in order, used instead of running the old model (e.g. `embed_dataset`, shared by several runs)
+
+@dataclass
+class _Job:
+    "One training call, decided: what `_fit` trains, against what, and where."
+    config: TrainConfig
+    train_set: object
+    model: nn.Module
+    compat: nn.Module # the compatibility loss (`Independent` for the old model)
+    old: OldSide|None
+    num_classes: int
+    plan: RunPlan
+    options: RunOptions
+    device: torch.device
+    rank: int
+    world: int
+    trunk: str|None # `trunk_reference` of the model
+
 
 # %% ../nbs/08_train.ipynb #b8e2d3f1
 def _skipped_event(train_set) -> list[dict]:
@@ -545,36 +632,40 @@ def _skipped_event(train_set) -> list[dict]:
     if not skipped: return []
     return [{"event": "skipped_images", "count": len(skipped), "images": [str(p) for p, *_ in skipped[:20]]}]
 
-def _fit(config:TrainConfig, train_set, model:nn.Module, compat:nn.Module, old_model:nn.Module|None,
-         num_classes:int, device:torch.device, rank:int, world:int, plan:RunPlan,
-         stop_after:int|None, progress_bar:bool, old_embeddings:torch.Tensor|None=None,
-         trunk_cache:TrunkCache|None=None, trunk_tag:str|None=None) -> nn.Module:
-    out = Path(config.out_dir)
-    inputs = training_inputs(config, model, train_set, trunk_cache, trunk_tag)
-    old_cache = old_embeddings_of(config, old_model, train_set, device, old_embeddings, must_cache=inputs is not train_set,
-                                  progress_bar=progress_bar and rank == 0)
-    step = place_modules(config, model, compat, device, world, from_trunk=inputs is not train_set)
-    steps = steps_per_epoch_of(len(train_set), config.batch_size, world)
+def _boundary_state(compat:nn.Module) -> dict|None:
+    "The state of a loss's learned elastic boundary (kept in model.pt), or None."
+    boundary = getattr(compat, "boundary", None)
+    return boundary.state_dict() if isinstance(boundary, nn.Module) else None
+
+def _fit(job:_Job) -> nn.Module:
+    config, opts, device, rank, world = job.config, job.options, job.device, job.rank, job.world
+    out, old_model = Path(config.out_dir), None if job.old is None else job.old.model
+    inputs = training_inputs(config, job.model, job.train_set, opts.trunk_cache, opts.trunk_tag)
+    old_cache = old_embeddings_of(config, old_model, job.train_set, device, None if job.old is None else job.old.embeddings,
+                                  must_cache=inputs is not job.train_set, progress_bar=opts.progress_bar and rank == 0)
+    step = place_modules(config, job.model, job.compat, device, world, from_trunk=inputs is not job.train_set)
+    steps = steps_per_epoch_of(len(job.train_set), config.batch_size, world)
     optimizer = make_optimizer(config, [p for p in step.parameters() if p.requires_grad])
     ddp = nn.parallel.DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else step
     amp = amp_dtype(device.type) if config.amp else None
     if config.amp and amp is None: warnings.warn(f"amp=True, but autocast on {device.type} supports neither float16 nor bfloat16 here: training in float32")
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)  # bfloat16 keeps float32's exponent range: nothing to scale
     run = _Run(config, step, ddp, optimizer, make_scheduler(config, optimizer, steps), scaler, amp,
-               inputs, old_model, old_cache, device, rank, world, num_classes, steps, progress_bar)
-    if plan.action == "resume":
+               inputs, old_model, old_cache, device, rank, world, job.num_classes, steps, opts.progress_bar, job.trunk)
+    if job.plan.action == "resume":
         start_epoch = restore_checkpoint(run, out/CHECKPOINT)
-        if plan.changes: follow_changed_config(run, start_epoch)
+        if job.plan.changes: follow_changed_config(run, start_epoch)
     else: start_epoch = 0; seed_everything(config.seed + rank)
-    last_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
+    last_epoch = config.epochs if opts.stop_after is None else min(config.epochs, start_epoch + opts.stop_after)
     for epoch in range(start_epoch, last_epoch):
         record = train_epoch(run, epoch)
         # config.yaml and the log change only once an epoch has trained: a run that fails in its first epoch leaves the folder as it was
-        if epoch == start_epoch and run.is_main: start_run_files(run, out, start_epoch, plan, _skipped_event(train_set))
+        if epoch == start_epoch and run.is_main: start_run_files(run, out, start_epoch, job.plan, _skipped_event(job.train_set))
         save_epoch(run, out, epoch, record)
         if world > 1: dist.barrier()
-    step.model.label_space = label_space_of(config, train_set)
-    if last_epoch == config.epochs and run.is_main: save_model(step.model, config, num_classes, out/MODEL, step.model.label_space)
+    step.model.label_space = label_space_of(config, job.train_set)
+    if last_epoch == config.epochs and run.is_main:
+        save_model(step.model, config, job.num_classes, out/MODEL, step.model.label_space, job.trunk, _boundary_state(step.compat))
     if world > 1: dist.barrier()
     return step.model
 
@@ -588,12 +679,12 @@ def _setup(config:TrainConfig):
     return device, rank, world
 
 @contextmanager
-def _run_folder(config:TrainConfig, rank:int, resume:bool, resume_changed:bool, overwrite:bool):
+def _run_folder(config:TrainConfig, rank:int, opts:RunOptions):
     "Hold out_dir's lock (rank 0) while a training call runs, and give it its `plan_run`; overwrite removes the old run's files first."
     out = Path(config.out_dir)
     with (RunLock(out, purpose=f"advbct training ({config.method})") if rank == 0 else nullcontext()):
-        plan = plan_run(config, resume, resume_changed, overwrite)
-        if overwrite and rank == 0:
+        plan = plan_run(config, opts.resume, opts.resume_changed, opts.overwrite)
+        if opts.overwrite and rank == 0:
             for name in (MODEL, CHECKPOINT): (out/name).unlink(missing_ok=True)
         yield plan
 
@@ -601,41 +692,35 @@ def _finished(model:nn.Module, config:TrainConfig) -> nn.Module:
     "The finished run's weights in `model`, and a warning that nothing was trained or written."
     path = Path(config.out_dir)/MODEL
     ckpt = read_checkpoint(path, "model checkpoint", ("model",))
-    load_state_strict(_unwrap(model), ckpt["model"], f"model checkpoint {path}")
+    restore_weights(model, ckpt, f"model checkpoint {path}")
     model.label_space = ckpt.get("label_space")
     warnings.warn(f"{config.out_dir} holds the finished run of this config: nothing trained, nothing written (model: {path})")
     return model
 
 def _num_classes(train_set, num_classes:int|None) -> int:
-    "num_classes, else the training set's (max label + 1); labels the dataset holds are checked to be integers either way."
-    if any(getattr(train_set, k, None) is not None for k in ("labels", "targets")) or isinstance(train_set, TensorDataset):
-        labels = dataset_labels(train_set)  # cheap: already in memory; other datasets are checked batch by batch
-        if num_classes is None and not getattr(train_set, "num_classes", None): return int(labels.max()) + 1
+    "num_classes, else the training set's `num_classes`, else its max label + 1; labels the dataset holds are checked to be integers either way."
+    held = any(getattr(train_set, k, None) is not None for k in ("labels", "targets")) or isinstance(train_set, TensorDataset)
+    labels = dataset_labels(train_set) if held else None  # cheap: already in memory; other datasets are checked batch by batch
     if num_classes is not None: return num_classes
     if getattr(train_set, "num_classes", None): return int(train_set.num_classes)
-    labels = dataset_labels(train_set)
-    return int(labels.max()) + 1
+    return int((labels if labels is not None else dataset_labels(train_set)).max()) + 1
 
 def train_old(config:TrainConfig, # config.method should be "old"
               train_set, # the old training set of (image, label)
               num_classes:int|None=None, # classes of the classifier; default: max label + 1
               model:nn.Module|None=None, # a prepared model (default: `build_model(config, num_classes)`)
-              resume:bool=False, # continue from out_dir/checkpoint.pt when it exists (a finished run is left as it is)
-              overwrite:bool=False, # start afresh even when out_dir holds a run
-              stop_after:int|None=None, # train at most this many epochs in this call (then resume)
-              progress_bar:bool=True,
-              trunk_cache:TrunkCache|None=None, # with config.cache_trunk: where the frozen trunk's features are kept and shared
-              trunk_tag:str|None=None, # names a train_set that is not a TensorDataset, for the trunk cache's key
-              resume_changed:bool=False, # resume even though the config differs from the recorded one (`plan_run`)
+              **options, # `RunOptions`: resume, resume_changed, overwrite, stop_after, progress_bar, trunk_cache, trunk_tag
              ) -> nn.Module:
     "Train the old model with cross-entropy alone; writes checkpoints, log and model.pt to config.out_dir."
+    opts = run_options(**options)
     device, rank, world = _setup(config)
     num_classes = _num_classes(train_set, num_classes)
-    with _run_folder(config, rank, resume, resume_changed, overwrite) as plan:
-        model = model if model is not None else build_model(config, num_classes)
+    with _run_folder(config, rank, opts) as plan:
+        built = model is None
+        model = build_model(config, num_classes) if built else model
         if plan.action == "finished": return _finished(model, config)
-        return _fit(config, train_set, model, Independent(), None, num_classes, device, rank, world, plan, stop_after, progress_bar,
-                    trunk_cache=trunk_cache, trunk_tag=trunk_tag)
+        return _fit(_Job(config, train_set, model, Independent(), None, num_classes, plan, opts, device, rank, world,
+                         trunk_reference(config, model, num_classes, built)))
 
 NEEDS_STATS = ("lce", "unibct", "advbct")
 
@@ -649,44 +734,43 @@ def old_stats_of(old_model:nn.Module, # the frozen old model
 
 def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
               train_set, # the new training set of (image, label); old classes are labels 0..C_old-1
-              old_model:nn.Module, # the trained old model (frozen here)
-              old_stats:OldClassStats|None=None, # old-class statistics; computed when the method needs them
-              old_train_set=None, # where to compute them: the old training set (default: the old-class samples of train_set)
+              old:nn.Module|OldSide, # the trained old model (frozen here), or an `OldSide` with what is known of it
               num_classes:int|None=None, # classes of the new classifier; default: max label + 1
               model:nn.Module|None=None, # a prepared new model (default: `build_model(config, num_classes)`)
-              resume:bool=False, overwrite:bool=False, stop_after:int|None=None, progress_bar:bool=True,
-              old_embeddings:torch.Tensor|None=None, # (N, d) old-model embeddings of train_set in order, used instead of running the old model (e.g. `embed_dataset`, shared by several runs)
-              trunk_cache:TrunkCache|None=None, # with config.cache_trunk: where the frozen trunk's features are kept and shared
-              trunk_tag:str|None=None, # names a train_set that is not a TensorDataset, for the trunk cache's key
-              resume_changed:bool=False, # resume even though the config differs from the recorded one (`plan_run`)
+              **options, # `RunOptions`: resume, resume_changed, overwrite, stop_after, progress_bar, trunk_cache, trunk_tag
              ) -> nn.Module:
     "Train a new model with cross-entropy + the compatibility loss of config.method against the frozen old model."
     if config.method == OLD_METHOD: raise ValueError("train_new: config.method is 'old'; use train_old for the old model")
+    opts, old = run_options(**options), old if isinstance(old, OldSide) else OldSide(old)
     device, rank, world = _setup(config)
     num_classes = _num_classes(train_set, num_classes)
-    old_model = _unwrap(old_model).to(device).eval().requires_grad_(False)
+    old_model = _unwrap(old.model).to(device).eval().requires_grad_(False)
     old_weight = old_model.classifier.weight.detach()
     num_old = len(old_weight)
     if num_old > num_classes: raise ValueError(f"train_new: the old classifier has {num_old} classes, more than the new one ({num_classes})")
     check_label_spaces(getattr(old_model, "label_space", None), label_space_of(config, train_set), num_old)
-    with _run_folder(config, rank, resume, resume_changed, overwrite) as plan:
-        model = model if model is not None else build_model(config, num_classes)
+    with _run_folder(config, rank, opts) as plan:
+        built = model is None
+        model = build_model(config, num_classes) if built else model
         if embedding_dim(model) != config.dim:
             raise ValueError(f"train_new: the new model's embeddings have {embedding_dim(model)} dimensions but config.dim is {config.dim}; set dim={embedding_dim(model)}")
         if embedding_dim(old_model) != embedding_dim(model):
             raise ValueError(f"train_new: old embedding size {embedding_dim(old_model)} != new embedding size {embedding_dim(model)} (config.dim)")
         if plan.action == "finished": return _finished(model, config)
+        old_stats = old.stats
         if old_stats is None and config.method in NEEDS_STATS:
+            old_train_set = old.train_set
             if old_train_set is None:
                 labels = dataset_labels(train_set)
                 old_train_set = Subset(train_set, torch.nonzero(labels < num_old).flatten().tolist())
-            old_stats = old_stats_of(old_model, old_train_set, num_old, device, config.batch_size, config.num_workers, progress_bar and rank == 0)
+            old_stats = old_stats_of(old_model, old_train_set, num_old, device, config.batch_size, config.num_workers,
+                                     opts.progress_bar and rank == 0)
         if old_stats is not None and old_stats.num_classes != num_old:
             raise ValueError(f"train_new: old_stats cover {old_stats.num_classes} classes, the old classifier {num_old}")
         compat = make_compat_loss(config.method, old_classifier_weight=old_weight, num_old_classes=num_old,
                                   stats=old_stats.to(device) if old_stats is not None else None, new_classifier=model.classifier,
                                   dim=config.dim, boundary=config.boundary, adversarial=config.adversarial, T=config.T, seed=config.seed,
                                   discriminator_batches=config.discriminator_batches)
-        return _fit(config, train_set, model, compat, old_model, num_classes, device, rank, world, plan, stop_after, progress_bar,
-                    old_embeddings, trunk_cache, trunk_tag)
+        return _fit(_Job(config, train_set, model, compat, replace(old, model=old_model), num_classes, plan, opts, device, rank,
+                         world, trunk_reference(config, model, num_classes, built)))
 

@@ -22,7 +22,7 @@ from advbct.boundary import class_stats_from_embeddings
 from advbct.config import TrainConfig, yaml_fields
 from advbct.datasets import training_data
 from advbct.losses import Independent, Progress, make_compat_loss
-from advbct.train import NEEDS_STATS, TrainStep, build_model, make_optimizer
+from advbct.train import NEEDS_STATS, TrainStep, build_model, data_tag, make_optimizer
 
 # fields that change what one training step computes (the rest: where it runs, the data order, the schedule)
 STEP_FIELDS = ("backbone", "dim", "small_input", "classifier", "pretrained", "trainable_from", "batch_size", "optimizer",
@@ -39,17 +39,13 @@ def read_run(folder: Path):
     return config, run.get("num_classes"), [r for r in log if "event" not in r]
 
 
-def steps_of(config: TrainConfig, log: list, sizes: dict, base_fraction: float = 0.3) -> int:
-    "Optimiser steps a run took: its log's `steps`, or (older logs) its training set's size // batch x epochs."
+def steps_of(config: TrainConfig, log: list, sizes: dict) -> int:
+    "Optimiser steps a run took: its log's `steps`, or (logs written before they counted them) its training set's size // batch x epochs."
     if log and all("steps" in r for r in log): return sum(r["steps"] for r in log)
-    # the old model trains on the split's old part; a sequential stage (a new model with another share recorded in
-    # split_fraction) on the extended-data old part at that share; every other new model on the whole training set
-    if config.method == "old": key = (config.setting, config.split_fraction)
-    elif config.split_fraction != base_fraction: key = ("extended_data", config.split_fraction)
-    else: key = ("all", None)
+    key = (data_tag(config), config.is_old)
     if key not in sizes:
-        if key[0] == "all": sizes[key] = len(training_data(replace(config, method="old"), progress=False)["new"])
-        else: sizes[key] = len(training_data(replace(config, method="old", setting=key[0], split_fraction=key[1]), progress=False)["old"])
+        data = training_data(config, progress=False)
+        sizes[key] = len(data.old if config.is_old else data.new)
     return sizes[key] // config.batch_size * config.epochs
 
 

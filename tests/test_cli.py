@@ -110,8 +110,8 @@ def test_a_corrupt_jpeg_in_the_new_only_part_is_caught_before_training(tmp_path,
     from advbct.datasets import training_data
     data = ["--set", "dataset=gldv2", "--set", f"root={paper_layout}", "--set", "image_size=16", "--set", "epochs=1"]
     d = training_data(profile("smoke", dataset="gldv2", root=str(paper_layout), image_size=16), progress=False)
-    new_only = sorted(set(d["split"].new_indices.tolist()) - set(d["split"].old_indices.tolist()))
-    corrupt = d["full"].paths[new_only[0]]
+    new_only = sorted(set(d.split.new_indices.tolist()) - set(d.split.old_indices.tolist()))
+    corrupt = d.full.paths[new_only[0]]
     corrupt.write_bytes(corrupt.read_bytes()[:200])  # a JPEG cut short
     # the decode pass names it before any training
     assert_error(advbct("check-data", *SMOKE, *data), "1 of ", "images cannot be read", str(corrupt), "on_bad_image=skip")

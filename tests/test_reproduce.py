@@ -90,12 +90,21 @@ def test_reproduce_smoke(tmp_path):
     # the executed notebooks are kept
     assert len(list((tmp_path / "notebooks").glob("*.ipynb"))) == 6
     # one progress line per run, printed by the main-table notebook and passed on by reproduce.ipynb (what `make reproduce` shows)
+    texts = {}
     for nb in (tmp_path / "notebooks" / "main_table.ipynb", tmp_path / "nb" / "reproduce.ipynb"):
         cells = json.loads(nb.read_text())["cells"]
-        text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+        texts[nb.name] = text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("name") == "stdout")
         for setting in SETTINGS:
             for method in MAIN_METHODS:
                 assert f"{setting} | {method} | seed 0 | " in text, (nb.name, setting, method)
+    # every run trained first, in reproduce.ipynb's one pool: the main table's notebook found each one finished
+    lines = [l for l in texts["main_table.ipynb"].splitlines() if " | seed 0 | " in l]
+    assert len(lines) == len(SETTINGS) * len(MAIN_METHODS) and all("(cached)" in l for l in lines), lines
+    pool_lines = [l for l in texts["reproduce.ipynb"].splitlines() if l.endswith("trained in the pool")]
+    # (the smoke profile's backbone settings are its data and class runs: each run is trained once)
+    assert {l.split(" | ")[1] for l in pool_lines if l.split(" | ")[0] in SETTINGS} >= set(MAIN_ROWS), pool_lines
+    assert any(l.startswith("sequential bct | seed 0") for l in pool_lines), pool_lines
+    assert timings["training_seconds"] < timings["total_seconds"]
 
 
 # the paper's data layout at a small scale: GLDv2-clean CSV and image folders, rparis6k/ and roxford5k/ with their gnd
