@@ -20,7 +20,7 @@ from .metrics import (revisited_map, gldv2_map, drop_self_matches, topk_accuracy
 
 # %% auto #0
 __all__ = ['model_fingerprint', 'extract_embeddings', 'LabelledTestSet', 'test_set_kind', 'rank_gallery', 'score_ranks',
-           'top1_correct', 'embed_test_set', 'evaluate_model', 'evaluate_pair', 'backfill_curve']
+           'top1_correct', 'test_set_parts', 'embed_test_set', 'evaluate_model', 'evaluate_pair', 'backfill_curve']
 
 # %% ../nbs/02_evaluate.ipynb #9577434f
 def model_fingerprint(model:torch.nn.Module) -> str:
@@ -138,6 +138,10 @@ def top1_correct(test_set, ranks:np.ndarray) -> np.ndarray: # (n_queries,) bool
     return out
 
 # %% ../nbs/02_evaluate.ipynb #7cb676bf
+def test_set_parts(test_set) -> list[tuple[str, object]]:
+    "(part, images) of a test set: its queries, and its gallery when those are other images."
+    return [("queries", test_set.queries)] + ([] if test_set.gallery is test_set.queries else [("gallery", test_set.gallery)])
+
 def embed_test_set(model, test_set, cache_dir=None,
                    tag:str|None=None, # the model's name in the cache files; None: its fingerprint
                    trunk_cache:TrunkCache|None=None, # a model with a frozen trunk is embedded from the trunk's cached features
@@ -152,8 +156,8 @@ def embed_test_set(model, test_set, cache_dir=None,
         if trunk_cache is not None and has_trunk(model) and not (path(part) is not None and path(part).exists()):
             net, data = FromTrunk(model), TensorDataset(trunk_cache.features(model, images, tag=f"{test_set.name}-{part}"))
         return extract_embeddings(net, data, cache=path(part), desc=f"{test_set.name} {part}", fingerprint=fingerprint, **kw)
-    q = embed("queries", test_set.queries)
-    return (q, q) if test_set.gallery is test_set.queries else (q, embed("gallery", test_set.gallery))
+    out = [embed(part, images) for part, images in test_set_parts(test_set)]
+    return (out[0], out[-1])
 
 # %% ../nbs/02_evaluate.ipynb #7d1e3217
 def evaluate_model(model, # the model to test

@@ -17,7 +17,7 @@ from . import __version__
 from .config import TrainConfig, profile as base_profile, with_overrides, PROFILE_REGISTRY, EXPERIMENT_SETTINGS
 from .losses import COMPAT_LOSSES
 from .datasets import setting_data, SettingData, in_memory, data_fingerprint, stage_set, IN_MEMORY_DATASETS
-from .evaluate import evaluate_pair, embed_test_set, model_fingerprint
+from .evaluate import evaluate_pair, embed_test_set, model_fingerprint, test_set_parts
 from .losses import make_compat_loss
 from .files import atomic_write_text, RunLock
 from .trunk import TrunkCache, FromTrunk, has_trunk
@@ -582,7 +582,11 @@ def _queue(store:RunStore, s:Setting, method_options, changes:dict, workers:int,
             trunks.setdefault((config.backbone, config.small_input, config.pretrained, config.trainable_from,
                                init_seed(config)), config)
     for config in trunks.values():
-        training_inputs(config, build_model(config, s.data.num_classes), s.data.new, s.trunk_cache)
+        model = build_model(config, s.data.num_classes)
+        training_inputs(config, model, s.data.new, s.trunk_cache)
+        # and the test sets' trunk features, which each process embeds its run's test sets from
+        for ts in s.data.test_sets:
+            for part, images in test_set_parts(ts): s.trunk_cache.features(model, images, tag=f"{ts.name}-{part}")
     if todo: store.pool(workers, devices)
     for row, config in todo.items():
         stats, emb = s.old_pass.stats(config.method), s.old_pass.embeddings(config)

@@ -197,7 +197,7 @@ class AdvBCTLoss(nn.Module):
                  boundary:str|None="elastic", # "elastic", "fixed" (r_max), "fixed_min" (r_min, the reference's fixed branch) or None (no p2s term)
                  adversarial:bool=True, # include the discriminator term
                  T:float=1.0, # threshold of the elastic boundary
-                 seed:int=0, # seed of the elastic boundary's initialisation
+                 seed:int=0, # seed of the elastic boundary's and the discriminator's initialisation
                  hidden:int=100, # discriminator width
                  discriminator_batches:str="per_domain"): # "per_domain" (the reference: one D call per domain) or "joint" (one concatenated batch, an ablation)
         super().__init__()
@@ -209,7 +209,10 @@ class AdvBCTLoss(nn.Module):
         radius = stats.r_min if boundary == "fixed_min" else stats.r_max
         self.boundary = (ElasticBoundary(radius.nan_to_num(0.0), T=T, learnable=boundary == "elastic", seed=seed)  # nan: masked out
                          if boundary is not None else None)
-        self.discriminator = Discriminator(dim, hidden) if adversarial else None
+        # the discriminator starts from the seed, not from the process's random state (which depends on what ran before it)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.discriminator = Discriminator(dim, hidden) if adversarial else None
         self.discriminator_batches = discriminator_batches
         self.last_disc_acc, self.last_alpha = float("nan"), float("nan")
 
