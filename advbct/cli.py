@@ -9,7 +9,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from .config import TrainConfig, PROFILES, profile, with_overrides, yaml_fields
 from .datasets import training_data, check_data
-from .train import train_old, train_new, OldSide, load_model, read_checkpoint, MODEL, LOG
+from .train import train_old, train_new, OldSide, load_model, MODEL, LOG
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'load_config', 'build_parser', 'main']
@@ -60,9 +60,8 @@ def _one_line_warnings():
     try: yield
     finally: warnings.showwarning = show
 
-def _old_images(config:TrainConfig, data) -> object:
-    "The old model's own training images, where its class statistics are computed: the split's old part, or the share of a sequential stage it trained on."
-    old_config = TrainConfig(**read_checkpoint(config.old_checkpoint, "model checkpoint", ("config",))["config"])
+def _old_images(config:TrainConfig, data, old_config:TrainConfig) -> object:
+    "The old model's own training images (old_config: its run's), where its class statistics are computed: the split's old part, or the share of a sequential stage it trained on."
     if old_config.stage_share is None: return data.old
     return training_data(replace(config, stage_share=old_config.stage_share), progress=False).new
 
@@ -74,7 +73,7 @@ def _train(args) -> str:
     data = training_data(config, progress=not args.no_progress)
     options = dict(resume=args.resume, resume_changed=args.resume_changed, overwrite=args.overwrite, progress_bar=not args.no_progress)
     if config.is_old: train_old(config, data.old, data.split.num_old_classes, **options)
-    else: train_new(config, data.new, OldSide(old_model, train_set=_old_images(config, data)), data.split.num_classes, **options)
+    else: train_new(config, data.new, OldSide(old_model, train_set=_old_images(config, data, old_model.run_config)), data.split.num_classes, **options)
     out = Path(config.out_dir)
     return f"advbct: model {out/MODEL}, log {out/LOG}"
 

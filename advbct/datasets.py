@@ -7,19 +7,21 @@ from __future__ import annotations
 import copy, hashlib, inspect, shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+import numpy as np
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Subset, TensorDataset
 from .config import TrainConfig
 from .data import CompatSplit, extended_data_split, extended_class_split, Relabeled, image_paths, missing_files, unreadable_images
 from .evaluate import LabelledTestSet
+from .files import atomic_write
 from .passes import batched_pass
 from .train import dataset_labels, data_tag
 
 # %% auto #0
 __all__ = ['PAPER_PROTOCOLS', 'IN_MEMORY_DATASETS', 'synthetic_dataset', 'resize_transform', 'TrainingData', 'stage_set',
-           'training_data', 'in_memory', 'synthetic_test_sets', 'paper_layout_of', 'real_test_sets',
-           'test_set_in_memory', 'landmark_test_sets', 'test_sets_of', 'check_data', 'SettingData', 'setting_data',
-           'data_fingerprint']
+           'training_data', 'in_memory', 'subset_in_memory', 'DecodedImages', 'synthetic_test_sets', 'paper_layout_of',
+           'real_test_sets', 'test_set_in_memory', 'landmark_test_sets', 'test_sets_of', 'check_data', 'SettingData',
+           'setting_data', 'data_fingerprint']
 
 # %% ../nbs/08a_datasets.ipynb #e9ed2f3f
 def synthetic_dataset(n:int=256, # number of images
@@ -108,16 +110,89 @@ def training_data(config:TrainConfig, # dataset, root, image_size, setting, spli
 
 
 # %% ../nbs/08a_datasets.ipynb #857b36c1
+def _carry(dataset, out:TensorDataset) -> TensorDataset:
+    "What the trainer records about the data (class ids, skipped images) travels with an in-memory copy."
+    for name in ("class_ids", "skipped_images"):
+        if getattr(dataset, name, None) is not None: setattr(out, name, getattr(dataset, name))
+    return out
+
 def in_memory(dataset, # (image, label) items
               desc:str, # progress bar label
               progress:bool=True,
              ) -> TensorDataset:
     "Decode a small dataset once into (images, labels) tensors: JPEG decoding would otherwise dominate CPU training."
     if isinstance(dataset, TensorDataset): return dataset
-    out = TensorDataset(*batched_pass(lambda x: x, dataset, 256, "cpu", progress=progress, desc=desc, labels=True))
-    for name in ("class_ids", "skipped_images"):  # what the trainer records about the data travels with the copy
-        if getattr(dataset, name, None) is not None: setattr(out, name, getattr(dataset, name))
-    return out
+    return _carry(dataset, TensorDataset(*batched_pass(lambda x: x, dataset, 256, "cpu", progress=progress, desc=desc,
+                                                       labels=True)))
+
+def _index_chain(dataset, base, labels:torch.Tensor):
+    "(positions in `base`, labels) of `dataset` when it is `base` seen through nested Relabeled / Subset index subsets; else None."
+    if dataset is base: return torch.arange(len(base)), labels
+    inner = _index_chain(getattr(dataset, "dataset", None), base, labels) if isinstance(dataset, (Relabeled, Subset)) else None
+    if inner is None: return None
+    positions, inner_labels = inner
+    at = torch.as_tensor(np.asarray(dataset.indices, dtype=np.int64))
+    if isinstance(dataset, Subset): return positions[at], inner_labels[at]
+    return positions[at], torch.as_tensor(dataset.label_map)[inner_labels[at]]  # Relabeled: its label map on top
+
+def subset_in_memory(dataset, # items of `base`, through Relabeled / Subset index subsets (else decoded as `in_memory` does)
+                     base, # the dataset it indexes
+                     decoded:TensorDataset, # `in_memory(base)`
+                     desc:str, progress:bool=True,
+                    ) -> TensorDataset:
+    "`in_memory(dataset)`, gathered from the decoded base instead of decoding the images again (the same tensors exactly)."
+    if isinstance(dataset, TensorDataset): return dataset
+    found = _index_chain(dataset, base, decoded.tensors[1])
+    if found is None: return in_memory(dataset, desc, progress)
+    positions, labels = found
+    return _carry(dataset, TensorDataset(decoded.tensors[0][positions], labels.long()))
+
+def _stored(images:torch.Tensor) -> torch.Tensor:
+    "What a decoded image tensor is kept as: uint8 when `_loaded` gives back exactly the same floats (`advbct.data.to_tensor`'s x / 255), else float32."
+    u8 = (images * 255).round().clamp(0, 255).to(torch.uint8)
+    return u8 if torch.equal(_loaded(u8), images) else images
+
+def _loaded(stored:torch.Tensor) -> torch.Tensor:
+    "The float images of a kept tensor: uint8 divided by 255 in float32 as `advbct.data.to_tensor` does it, or as kept."
+    if stored.dtype != torch.uint8: return stored
+    return torch.from_numpy(np.asarray(stored.numpy(), dtype=np.float32) / 255.0)
+
+class DecodedImages:
+    "Small image datasets decoded once (`in_memory`), kept in memory and, with a folder, on disk (uint8 where exact) for other processes."
+    def __init__(self, folder=None, # where decoded sets are written (atomically); None: this object's memory only
+                 progress:bool=True): # progress bars of the decode passes
+        self.folder, self.progress, self._memory = None if folder is None else Path(folder), progress, {}
+        self.decodes = 0  # datasets this object decoded (not read back or gathered)
+
+    def decoded(self, dataset, # (image, label) items
+                key:str, # names its images for good: a data fingerprint and what selects them
+                desc:str, # progress bar label
+               ) -> TensorDataset:
+        "`in_memory(dataset)`, computed once per key (read back from folder/key.pt when another process wrote it)."
+        if isinstance(dataset, TensorDataset): return dataset  # already tensors: nothing to decode or keep
+        if key in self._memory: return self._memory[key]
+        path, out = None if self.folder is None else self.folder/f"{key}.pt", None
+        if path is not None and path.is_file():
+            kept = torch.load(path, map_location="cpu", weights_only=True)
+            if len(kept["labels"]) == len(dataset): out = _carry(dataset, TensorDataset(_loaded(kept["images"]), kept["labels"]))
+        if out is None:  # not there, or a stale file of another length: decode and replace it
+            out = in_memory(dataset, desc, self.progress); self.decodes += 1
+            if path is not None:
+                kept = {"images": _stored(out.tensors[0]), "labels": out.tensors[1]}
+                atomic_write(path, lambda tmp: torch.save(kept, tmp))
+        self._memory[key] = out
+        return out
+
+    def subset(self, dataset, # an index subset of `base` (Relabeled / Subset), e.g. a split's old or new training set
+               base, # the dataset every subset indexes (a config's full training set)
+               key:str, # names base's images (see `decoded`)
+               desc:str,
+              ) -> TensorDataset:
+        "`in_memory(dataset)`, gathered from base decoded once (`decoded`), so every split and seed shares one decode."
+        if _index_chain(dataset, base, torch.zeros(len(base), dtype=torch.long)) is None:
+            return in_memory(dataset, desc, self.progress)
+        return subset_in_memory(dataset, base, self.decoded(base, key, f"{desc}: every training image"), desc, self.progress)
+
 
 # %% ../nbs/08a_datasets.ipynb #53e66582
 def synthetic_test_sets(config:TrainConfig) -> list:
@@ -165,12 +240,17 @@ def real_test_sets(root, # folder holding rparis6k/ and roxford5k/ (revisitop: j
 # %% ../nbs/08a_datasets.ipynb #b09b4820
 def test_set_in_memory(test_set, # revisited, GLDv2-style or labelled test set
                        progress:bool=True,
+                       images:DecodedImages|None=None, # decodes once per key (and keeps them on disk); None: decode here
+                       key:str|None=None, # with `images`: names the data the test set comes from (its name and part are added)
                       ):
     "A shallow copy of a test set whose queries and gallery are decoded into tensors (the same object when they are shared)."
     if isinstance(test_set.queries, TensorDataset) and isinstance(test_set.gallery, TensorDataset): return test_set
     out = copy.copy(test_set)
-    queries = in_memory(test_set.queries, f"{test_set.name} queries", progress)
-    gallery = queries if test_set.gallery is test_set.queries else in_memory(test_set.gallery, f"{test_set.name} gallery", progress)
+    def decode(part, items):
+        desc = f"{test_set.name} {part}"
+        return in_memory(items, desc, progress) if images is None else images.decoded(items, f"{key}-{test_set.name}-{part}", desc)
+    queries = decode("queries", test_set.queries)
+    gallery = queries if test_set.gallery is test_set.queries else decode("gallery", test_set.gallery)
     if isinstance(out, LabelledTestSet): out.images = queries
     else: out.queries, out.gallery = queries, gallery
     return out
@@ -232,15 +312,20 @@ class SettingData:
 
 def setting_data(config:TrainConfig, # dataset, root, image_size, setting, split_fraction, split_seed, test_variants, on_bad_image
                  progress:bool=True, # progress bars of the decode passes
+                 images:DecodedImages|None=None, # decoded images shared by settings, seeds and processes (else decoded here)
                 ) -> SettingData:
     "Old and new training sets (held in memory for the embedded benchmarks) and the test sets of a config's data."
     data = training_data(config, progress=progress)
-    split, test_sets = data.split, test_sets_of(config)
-    small = config.dataset in IN_MEMORY_DATASETS
-    # decode the small test sets once too: every new model of a notebook is evaluated on them
-    if small: test_sets = [test_set_in_memory(t, progress) for t in test_sets]
-    old, new = data.old, data.new
-    if small: old, new = in_memory(old, "old training set", progress), in_memory(new, "new training set", progress)
+    split, test_sets, old, new = data.split, test_sets_of(config), data.old, data.new
+    if config.dataset in IN_MEMORY_DATASETS:
+        # every split, seed and process reads one decode of the training images, keyed by the data's fingerprint;
+        # with on_bad_image=skip the images left out differ by setting, so each set is decoded on its own
+        shared = images if images is not None and config.on_bad_image == "error" else None
+        key = None if shared is None else f"{config.dataset}-{data_fingerprint(config)}-{config.image_size}"
+        # the test sets are decoded once too: every new model of a notebook is evaluated on them
+        test_sets = [test_set_in_memory(t, progress, shared, key) for t in test_sets]
+        if shared is None: old, new = in_memory(old, "old training set", progress), in_memory(new, "new training set", progress)
+        else: old, new = (shared.subset(s, data.full, f"{key}-train", d) for s, d in ((old, "old training set"), (new, "new training set")))
     return SettingData(data_tag(config), old, new, data.full, test_sets, split, split.num_old_classes, split.num_classes)
 
 

@@ -20,7 +20,8 @@ from .metrics import (revisited_map, gldv2_map, drop_self_matches, topk_accuracy
 
 # %% auto #0
 __all__ = ['model_fingerprint', 'extract_embeddings', 'LabelledTestSet', 'test_set_kind', 'rank_gallery', 'score_ranks',
-           'top1_correct', 'test_set_parts', 'embed_test_set', 'evaluate_model', 'evaluate_pair', 'backfill_curve']
+           'top1_correct', 'test_set_parts', 'embed_test_set', 'embed_test_sets', 'evaluate_model', 'evaluate_pair',
+           'backfill_curve']
 
 # %% ../nbs/02_evaluate.ipynb #9577434f
 def model_fingerprint(model:torch.nn.Module) -> str:
@@ -160,6 +161,17 @@ def embed_test_set(model, test_set, cache_dir=None,
     return (out[0], out[-1])
 
 # %% ../nbs/02_evaluate.ipynb #7d1e3217
+def embed_test_sets(model, # an embedding model
+                    test_sets, # iterable of test sets
+                    cache_dir=None, # folder for cached embeddings
+                    trunk_cache:TrunkCache|None=None, # frozen-trunk features (see `embed_test_set`)
+                    fingerprint:str|None=None, # the model's `model_fingerprint` when the caller has it
+                    **kw, # passed to `extract_embeddings`
+                   ) -> dict: # {test set name: (query, gallery) embeddings}
+    "`embed_test_set` of every test set, the model hashed once (not once per test set)."
+    fp = fingerprint or model_fingerprint(model)
+    return {ts.name: embed_test_set(model, ts, cache_dir, trunk_cache=trunk_cache, fingerprint=fp, **kw) for ts in test_sets}
+
 def evaluate_model(model, # the model to test
                    test_sets, # iterable of test sets (see the top of this page)
                    backend:str="faiss", # `topk` backend
@@ -168,11 +180,9 @@ def evaluate_model(model, # the model to test
                    **kw, # passed to `extract_embeddings`
                   ) -> dict: # {test set name: {metric: value}}
     "Self-test M(model, model) on every test set."
-    out, fp = {}, model_fingerprint(model)  # hashed once, not once per test set
-    for ts in test_sets:
-        q, g = embed_test_set(model, ts, cache_dir, trunk_cache=trunk_cache, fingerprint=fp, **kw)
-        out[ts.name] = score_ranks(ts, rank_gallery(q, g, ts, backend))
-    return out
+    test_sets = list(test_sets)
+    embs = embed_test_sets(model, test_sets, cache_dir, trunk_cache, **kw)
+    return {ts.name: score_ranks(ts, rank_gallery(*embs[ts.name], ts, backend)) for ts in test_sets}
 
 # %% ../nbs/02_evaluate.ipynb #d30e2e8a
 def evaluate_pair(new_model, # the upgraded model: it embeds the queries
@@ -184,10 +194,10 @@ def evaluate_pair(new_model, # the upgraded model: it embeds the queries
                   **kw, # passed to `extract_embeddings`
                  ) -> dict: # {name: {"self": M(n,n), "cross": M(n,o), "old": M(o,o), "metrics": {...}}}
     "Self-test, cross-test and the old model's self-test for an old/new pair, on every test set."
-    out, new_fp, old_fp = {}, model_fingerprint(new_model), model_fingerprint(old_model)  # hashed once, not once per test set
+    test_sets, out = list(test_sets), {}
+    new, old = (embed_test_sets(m, test_sets, cache_dir, trunk_cache, **kw) for m in (new_model, old_model))
     for ts in test_sets:
-        nq, ng = embed_test_set(new_model, ts, cache_dir, trunk_cache=trunk_cache, fingerprint=new_fp, **kw)
-        oq, og = embed_test_set(old_model, ts, cache_dir, trunk_cache=trunk_cache, fingerprint=old_fp, **kw)
+        (nq, ng), (oq, og) = new[ts.name], old[ts.name]
         m = {"self": score_ranks(ts, rank_gallery(nq, ng, ts, backend)),
              "cross": score_ranks(ts, rank_gallery(nq, og, ts, backend)),
              "old": score_ranks(ts, rank_gallery(oq, og, ts, backend))}

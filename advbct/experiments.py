@@ -11,13 +11,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 import numpy as np
 import torch
+from torch.utils.data import TensorDataset
 import yaml
 from tqdm.auto import tqdm
 from . import __version__
 from .config import TrainConfig, profile as base_profile, with_overrides, PROFILE_REGISTRY, EXPERIMENT_SETTINGS
 from .losses import COMPAT_LOSSES
-from .datasets import setting_data, SettingData, in_memory, data_fingerprint, stage_set, IN_MEMORY_DATASETS
-from .evaluate import evaluate_pair, embed_test_set, model_fingerprint, test_set_parts
+from .datasets import (setting_data, SettingData, DecodedImages, subset_in_memory, data_fingerprint, stage_set,
+                             IN_MEMORY_DATASETS)
+from .evaluate import evaluate_pair, embed_test_set, embed_test_sets, model_fingerprint, test_set_parts
 from .losses import make_compat_loss
 from .files import atomic_write_text, RunLock
 from .trunk import TrunkCache, FromTrunk, has_trunk
@@ -247,7 +249,7 @@ def notebook_setup(profile:str, # papermill parameters of an experiment notebook
 
 # %% ../nbs/11_experiments.ipynb #2e61cbdf
 class RunStore:
-    "Run folders under a runs_dir, and what this process keeps of them: fingerprints, data, trunk cache, pool, runs."
+    "Run folders under a runs_dir, and what this process keeps of them: fingerprints, data, decoded images, trunk cache, pool, runs."
     def __init__(self, runs_dir, # parent folder of all runs
                  progress:bool=True, # progress bars of the runs this process trains
                  log:bool=True, # print a line as each pool run finishes
@@ -256,6 +258,7 @@ class RunStore:
         # run folders trained in this session (here or by the pool), for "trained" against "cached"
         self.trained = set()
         self._data, self._data_fingerprints, self._trunk, self._pool = {}, {}, None, None
+        self.images = DecodedImages(self.images_dir, progress=progress)  # the embedded benchmark's images, decoded once
         self._pending = {}  # key (a run folder) -> (future, line) of work queued in the pool, until it is collected
         self._reported, self._lock = set(), threading.Lock()  # pool runs whose line is printed
 
@@ -264,6 +267,8 @@ class RunStore:
     def embeddings_dir(self) -> Path: return self.root/"embeddings"  # test-set embeddings, by model fingerprint
     @property
     def trunk_dir(self) -> Path: return self.root/"trunk"  # frozen-trunk features, by trunk and data fingerprint
+    @property
+    def images_dir(self) -> Path: return self.root/"images"  # decoded embedded-benchmark images, by data fingerprint
 
     def fingerprints(self, config:TrainConfig) -> dict:
         "`run_fingerprints` of a config; the data's is computed once per data key (a GLDv2 CSV is read once)."
@@ -287,14 +292,14 @@ class RunStore:
         "The setting data of a config (`advbct.datasets.setting_data`), assembled once per data key in this process."
         key = (config.dataset, config.root, config.image_size, config.setting, config.split_fraction, config.split_seed,
                config.stage_share, tuple(config.test_variants), config.on_bad_image)
-        if key not in self._data: self._data[key] = setting_data(config, progress=self.progress)
+        if key not in self._data: self._data[key] = setting_data(config, progress=self.progress, images=self.images)
         return self._data[key]
 
     def trunk_cache(self, config:TrainConfig) -> TrunkCache|None:
         "The one TrunkCache of this store (features in trunk_dir) when config.cache_trunk, else None."
         if not config.cache_trunk: return None
         if self._trunk is None:
-            self._trunk = TrunkCache(self.trunk_dir, batch_size=max(256, config.batch_size), progress=False,
+            self._trunk = TrunkCache(self.trunk_dir, progress=False,
                                      num_workers=config.num_workers)
         return self._trunk
 
@@ -335,10 +340,7 @@ class RunStore:
 
     def embed_test_sets(self, model, test_sets, device, trunk_cache:TrunkCache|None=None):
         "Put a model's test-set embeddings in `embeddings_dir`, where an evaluation of it finds them (`embed_test_set`)."
-        fingerprint = model_fingerprint(model)
-        for ts in test_sets:
-            embed_test_set(model, ts, self.embeddings_dir, trunk_cache=trunk_cache, fingerprint=fingerprint, device=device,
-                           progress=False)
+        embed_test_sets(model, test_sets, self.embeddings_dir, trunk_cache, device=device, progress=False)
 
     def collect(self, key):
         "Wait for the pool's work of `key` and return its result; an error (or dead process) stops its other runs too."
@@ -581,12 +583,8 @@ def _queue(store:RunStore, s:Setting, method_options, changes:dict, workers:int,
         if config.cache_trunk:
             trunks.setdefault((config.backbone, config.small_input, config.pretrained, config.trainable_from,
                                init_seed(config)), config)
-    for config in trunks.values():
-        model = build_model(config, s.data.num_classes)
-        training_inputs(config, model, s.data.new, s.trunk_cache)
-        # and the test sets' trunk features, which each process embeds its run's test sets from
-        for ts in s.data.test_sets:
-            for part, images in test_set_parts(ts): s.trunk_cache.features(model, images, tag=f"{ts.name}-{part}")
+    models = [build_model(config, s.data.num_classes) for config in trunks.values()]
+    for config, model in zip(trunks.values(), models): training_inputs(config, model, s.data.new, s.trunk_cache)
     if todo: store.pool(workers, devices)
     for row, config in todo.items():
         stats, emb = s.old_pass.stats(config.method), s.old_pass.embeddings(config)
@@ -594,6 +592,11 @@ def _queue(store:RunStore, s:Setting, method_options, changes:dict, workers:int,
         stats, emb = None if stats is None else stats.to("cpu"), None if emb is None else emb.cpu()
         store.submit(store.folder(config), f"{s.name} | {row} | seed {s.seed}", "train_row",
                      s.profile, s.name, s.seed, row, method_options, changes, stats, emb)
+    # while the pool trains: the test sets' trunk features, which each process embeds its runs' test sets from once
+    # they are trained (a process that got there first computes and writes the same features itself)
+    for model in models:
+        for ts in s.data.test_sets:
+            for part, images in test_set_parts(ts): s.trunk_cache.features(model, images, tag=f"{ts.name}-{part}")
     return len(todo)
 
 def queue_setting(profile:str, setting:str, methods, seed:int,
@@ -713,14 +716,13 @@ def sequential_upgrades(profile:str, # a key of config.PROFILE_REGISTRY
     data = store.setting_data(base)
     sets = [stage_set(data.new, f, base.split_seed) for f in fractions]
     if base.dataset in IN_MEMORY_DATASETS:  # the embedded benchmarks are decoded once; real data streams from disk
-        sets = [in_memory(s, f"{f:.0%} training set", progress) for s, f in zip(sets, fractions)]
+        sets = [subset_in_memory(s, data.new, data.new, f"{f:.0%} training set", progress) for s, f in zip(sets, fractions)]
     device, trunk_cache = resolve_device(base.device), store.trunk_cache(base)
     def stage_line(k, folder):
         if log:
             print(f"sequential {method} | phi_{k + 1} ({fractions[k]:.0%} of the data) | seed {seed} | "
                   f"{run_seconds(folder):.0f} s{'' if folder in store.trained else ' (cached)'}", flush=True)
-    # phi_1 is the extended-data old model at the first share (at the split's own share, the main table's old model)
-    config = replace(base, split_fraction=fractions[0])
+    config = _stage_config(base, method, fractions, 0, None)
     model, folder = store.run(config, lambda c, resume: train_old(c, sets[0], num_classes=data.num_classes, resume=resume,
                                                                   progress_bar=progress, trunk_cache=trunk_cache), device)
     stage_line(0, folder)
@@ -739,15 +741,17 @@ def sequential_upgrades(profile:str, # a key of config.PROFILE_REGISTRY
     return dict(models=models, folders=folders, test_sets=data.test_sets, fractions=fractions, trunk_cache=trunk_cache,
                 stage_sets=sets)
 
-def _stage_config(base:TrainConfig, method:str, fractions, k:int, old_dir:Path) -> TrainConfig:
-    "The config of stage k >= 1 of a chain: the method against phi_k (its run folder), on its share of the data."
+def _stage_config(base:TrainConfig, method:str, fractions, k:int, old_dir:Path|None) -> TrainConfig:
+    "The config of stage k of a chain: phi_1 (k = 0) the old model on the first share; later the method against phi_k (its run folder) on its share."
+    # phi_1 is the extended-data old model at the first share (at the split's own share, the main table's old model)
+    if k == 0: return replace(base, split_fraction=fractions[0])
     # every stage starts from its own random weights (phi_3 must not share phi_2's initialisation)
     return replace(base, method=method, old_checkpoint=str(old_dir/MODEL), stage_share=fractions[k],
                    init_seed=None if k == 1 else base.seed + k * NEW_INIT_OFFSET).validate()
 
 def _chain_finished(store:RunStore, base:TrainConfig, method:str, fractions) -> bool:
     "Whether every stage of a chain is a finished run of the store (its folders follow from phi_1's, without training)."
-    folder = store.folder(replace(base, split_fraction=fractions[0]))
+    folder = store.folder(_stage_config(base, method, fractions, 0, None))
     for k in range(1, len(fractions)):
         if not is_finished(folder): return False
         folder = store.folder(_stage_config(base, method, fractions, k, folder))
@@ -761,9 +765,11 @@ def _stage_setting(profile:str, seed:int, base:TrainConfig, data:SettingData, se
     config = _stage_config(base, method, fractions, k, old_dir)
     # phi_k's images are the stage's old training set, and every class is one of its old classes
     stage = replace(data, tag=data_tag(config), old=sets[k - 1], new=sets[k], num_old_classes=data.num_classes)
-    # phi_k's statistics and embeddings come from the images (no trunk features), as the trainer itself computes them
+    # phi_k's statistics and embeddings: from the trunk features of in-memory stage sets (keyed by their content; the
+    # same numbers as through the whole network), else from the images, as the trainer itself computes them
+    in_memory = isinstance(stage.old, TensorDataset) and isinstance(stage.new, TensorDataset)
     return Setting(profile, base.setting, seed, old_config, stage, device, trunk_cache, old_model, old_dir,
-                   OldPass(stage, old_model, old_config, device), {method: config})
+                   OldPass(stage, old_model, old_config, device, trunk_cache if in_memory else None), {method: config})
 
 def _queue_chains(store:RunStore, profile:str, methods, fractions, seed:int, progress:bool, workers:int, devices,
                   changes:dict) -> int:

@@ -216,7 +216,7 @@ def save_model(model:nn.Module, config:TrainConfig, num_classes:int, path:str|Pa
 
 def load_model(path:str|Path, # a model.pt written by `save_model`
                device:str|torch.device="cpu") -> EmbeddingModel:
-    "Rebuild the EmbeddingModel of a model checkpoint, in eval mode; its `label_space` attribute is the one recorded."
+    "Rebuild the EmbeddingModel of a model checkpoint, in eval mode; its `label_space` and `run_config` attributes are the label space and TrainConfig recorded."
     ckpt = read_checkpoint(path, "model checkpoint", ("model", "config", "num_classes"))
     config = TrainConfig(**ckpt["config"])
     # a checkpoint that holds every weight needs no pretrained file; one that refers to its frozen trunk rebuilds it
@@ -226,6 +226,7 @@ def load_model(path:str|Path, # a model.pt written by `save_model`
                                 f"pretrained={config.pretrained!r}, and that cannot be read here: {e}") from None
     restore_weights(model, ckpt, f"model checkpoint {path}")
     model.label_space = ckpt.get("label_space")  # None: written before label spaces were recorded, or from unlabelled data
+    model.run_config = config  # the config it was trained with
     return model.to(device).eval()
 
 def _unwrap(model): return model.module if hasattr(model, "module") else model
@@ -384,7 +385,7 @@ def training_inputs(config:TrainConfig, model:nn.Module, train_set,
     "What the loop feeds the model: the training images, or with config.cache_trunk their frozen-trunk features."
     if not config.cache_trunk: return train_set
     if not has_trunk(model): raise ValueError("TrainConfig.cache_trunk needs a frozen trunk: set trainable_from (e.g. 11 for efficientnet_lite0)")
-    cache = trunk_cache or TrunkCache(batch_size=max(config.batch_size, 256), progress=False, num_workers=config.num_workers)
+    cache = trunk_cache or TrunkCache(progress=False, num_workers=config.num_workers)
     if trunk_tag is None:  # the data fields decide which images a run trains on (`advbct.datasets.training_data`)
         trunk_tag = f"{data_tag(config)}-{'old' if config.is_old else 'new'}"
     return cache.dataset(model, train_set, dataset_labels(train_set), trunk_tag)
@@ -397,7 +398,7 @@ def old_embeddings_of(config:TrainConfig, old_model:nn.Module|None, train_set, d
     if old_model is None: return None
     old_model.to(device).eval().requires_grad_(False)
     if old_embeddings is not None:
-        if len(old_embeddings) != len(train_set): raise ValueError(f"old_embeddings: {len(old_embeddings)} rows for a training set of {len(train_set)} samples")
+        if len(old_embeddings) != len(train_set): raise ValueError(f"the old model's training-set embeddings (OldSide.embeddings): {len(old_embeddings)} rows for a training set of {len(train_set)} samples")
         return old_embeddings.to(device)
     if not (config.cache_old_embeddings or must_cache): return None
     return embed_dataset(old_model, train_set, config.batch_size, device, config.num_workers, progress_bar)

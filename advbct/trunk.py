@@ -55,7 +55,7 @@ class FromTrunk(nn.Module):
 class TrunkCache:
     "Frozen-trunk features per (trunk, dataset), computed once; in memory, and on disk when `folder` is given."
     def __init__(self, folder:str|Path|None=None, # where feature files are written (atomically); None: memory only
-                 batch_size:int=256, # images per trunk forward pass
+                 batch_size:int|None=None, # images per trunk forward pass (None: 64 on a CPU, where a batch's activations stay in cache, 256 on a GPU)
                  progress:bool=True, # a progress bar while computing
                  num_workers:int=0): # DataLoader workers reading the images
         self.folder = Path(folder) if folder is not None else None
@@ -88,7 +88,7 @@ class TrunkCache:
         # the trunk runs where the model is (its modules are the model's own, never moved here), always in eval mode
         device = next(model.parameters()).device
         feats = batched_pass(lambda x: model.forward_trunk(x).float().cpu(),  # features are kept on the CPU
-                             dataset, self.batch_size, device, self.num_workers, progress=self.progress, desc="trunk features")
+                             dataset, self.batch_size or (64 if device.type == "cpu" else 256), device, self.num_workers, progress=self.progress, desc="trunk features")
         self.computed += 1
         return feats
 

@@ -4,15 +4,21 @@
 
 OUT is a finished reproduction's output folder (`timings.json` and `runs/`). For every finished run it reads the
 config and the log, counts its optimiser steps (the log's `steps` per epoch, or for older logs the training-set size
-its config selects // batch size x epochs), and times one training step of that configuration alone: the same model,
+its config selects // batch size x epochs), and times one training step of that configuration: the same model,
 compatibility loss, optimiser and input shapes (trunk features when the run trained from the cached trunk), random
 values, with this machine's threads shared out among `--workers` processes as `make reproduce` does. Steps of one
 configuration are timed once.
 
-The last line printed is one JSON object: floor_s (steps x step time, summed over the runs, divided by the workers),
-train_s (the runs' own logged epoch seconds, likewise), wall_s (timings.json) and ratio = wall_s / floor_s.
+They are timed twice: in `--workers` processes stepping at the same moment, as the reproduction's training processes
+do (they share the caches and memory bandwidth of one CPU), and in one process alone while the others wait, which is
+faster per step and so a lower bound that the workers cannot reach together.
+
+The last line printed is one JSON object: floor_s (steps x step time of the processes stepping together, summed over
+the runs, divided by the workers), floor_alone_s (likewise with the step time of one process alone), train_s (the
+runs' own logged epoch seconds, likewise), wall_s (timings.json), ratio = wall_s / floor_s and
+ratio_alone = wall_s / floor_alone_s.
 """
-import argparse, json, statistics, sys, time
+import argparse, json, multiprocessing, statistics, sys, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,8 +55,8 @@ def steps_of(config: TrainConfig, log: list, sizes: dict) -> int:
     return sizes[key] // config.batch_size * config.epochs
 
 
-def step_seconds(config: TrainConfig, num_classes: int, num_old: int, steps: int, rounds: int = 3) -> float:
-    "Median seconds of one training step of `config` (random inputs of the shapes its loop sees)."
+def step_seconds(config: TrainConfig, num_classes: int, num_old: int, steps: int, rounds: int = 3, barrier=None) -> float:
+    "Median seconds of one training step of `config` (random inputs of the shapes its loop sees); each round starts at `barrier` when given."
     g = torch.Generator().manual_seed(0)
     model = build_model(config, num_classes)
     size = config.image_size
@@ -88,10 +94,28 @@ def step_seconds(config: TrainConfig, num_classes: int, num_old: int, steps: int
     for i in range(5): one(i)
     times = []
     for r in range(rounds):
+        if barrier is not None: barrier.wait()  # every timing process steps at the same moment
         t = time.perf_counter()
         for i in range(steps): one(i)
         times.append((time.perf_counter() - t) / steps)
     return statistics.median(times)
+
+
+def _timer(jobs, steps: int, threads: int, barrier, results, index: int):
+    "One of the processes that time every configuration together (`timed_together`)."
+    torch.set_num_threads(threads)
+    results.put((index, [step_seconds(*job, steps, barrier=barrier) for job in jobs]))
+
+
+def timed_together(jobs: list, steps: int, workers: int, threads: int) -> list:
+    "Step seconds of each (config, num_classes, num_old) job, the mean over `workers` processes that step at the same moment."
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=_timer, args=(jobs, steps, threads, barrier, results, i)) for i in range(workers)]
+    for p in procs: p.start()
+    got = dict(results.get() for _ in procs)
+    for p in procs: p.join()
+    return [statistics.mean(got[i][j] for i in range(workers)) for j in range(len(jobs))]
 
 
 def main():
@@ -102,8 +126,9 @@ def main():
     args = ap.parse_args()
     out = Path(args.out)
     timings = json.loads((out / "timings.json").read_text())
-    torch.set_num_threads(max(1, torch.get_num_threads() // args.workers))
-    runs, sizes, step_time = [], {}, {}
+    threads = max(1, torch.get_num_threads() // args.workers)
+    torch.set_num_threads(threads)
+    found, sizes, jobs = [], {}, {}
     for folder in sorted((out / "runs").glob("*-*")):
         if not (folder / "done.json").is_file(): continue
         config, num_classes, log = read_run(folder)
@@ -111,19 +136,23 @@ def main():
         if config.old_checkpoint:
             num_old = read_run(Path(config.old_checkpoint).parent)[1] if Path(config.old_checkpoint).is_file() else num_classes
         key = tuple(getattr(config, f) for f in STEP_FIELDS) + (num_classes, num_old)
-        if key not in step_time:
-            step_time[key] = step_seconds(config, num_classes, num_old, args.steps)
-        steps = steps_of(config, log, sizes)
-        runs.append(dict(run=folder.name, steps=steps, step_ms=round(1000 * step_time[key], 3),
-                         floor_s=steps * step_time[key], train_s=sum(r.get("seconds", 0) for r in log)))
-        print(f"{folder.name}: {steps} steps x {1000 * step_time[key]:.2f} ms = {steps * step_time[key]:.1f} s "
-              f"(logged {runs[-1]['train_s']:.1f} s)", flush=True)
-    floor = sum(r["floor_s"] for r in runs) / args.workers
-    train = sum(r["train_s"] for r in runs) / args.workers
+        jobs.setdefault(key, (config, num_classes, num_old))
+        found.append((folder.name, key, steps_of(config, log, sizes), sum(r.get("seconds", 0) for r in log)))
+    keys = list(jobs)
+    print(f"timing {len(keys)} configurations: {args.workers} processes together, then one alone", flush=True)
+    together = dict(zip(keys, timed_together([jobs[k] for k in keys], args.steps, args.workers, threads)))
+    alone = {k: step_seconds(*jobs[k], args.steps) for k in keys}
+    runs = []
+    for name, key, steps, train_s in found:
+        runs.append(dict(steps=steps, floor_s=steps * together[key], floor_alone_s=steps * alone[key], train_s=train_s))
+        print(f"{name}: {steps} steps x {1000 * together[key]:.2f} ms = {runs[-1]['floor_s']:.1f} s "
+              f"(alone {1000 * alone[key]:.2f} ms; logged {train_s:.1f} s)", flush=True)
+    floor, floor_alone, train = (sum(r[k] for r in runs) / args.workers for k in ("floor_s", "floor_alone_s", "train_s"))
     wall = float(timings["total_seconds"])
-    print(json.dumps(dict(runs=len(runs), workers=args.workers, threads=torch.get_num_threads(), steps=sum(r["steps"] for r in runs),
-                          configurations=len(step_time), floor_s=round(floor, 1), train_s=round(train, 1), wall_s=wall,
-                          ratio=round(wall / floor, 2))))
+    print(json.dumps(dict(runs=len(runs), workers=args.workers, threads=threads, steps=sum(r["steps"] for r in runs),
+                          configurations=len(keys), floor_s=round(floor, 1), floor_alone_s=round(floor_alone, 1),
+                          train_s=round(train, 1), wall_s=wall, ratio=round(wall / floor, 2),
+                          ratio_alone=round(wall / floor_alone, 2))))
 
 
 if __name__ == "__main__":
