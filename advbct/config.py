@@ -72,6 +72,7 @@ class TrainConfig:
     classifier: str = "linear"     # "linear", "arcface" or "cosface"
     pretrained: str|None = None    # backbone weights: None (random init), "imagenet" (the reference's), "imagenet_torchvision" (ResNets: torchvision's V1) or a state-dict file of the original network
     trainable_from: int|None = None # freeze the stem and the first k backbone units (models.EmbeddingModel); None: all trains
+    backbone_factory: str|None = None # "package.module:function" returning a backbone module (images -> (B, F) features), used instead of `backbone` (models.backbone_from_factory); None: the named backbone
     # optimisation
     epochs: int = 30
     batch_size: int = 256          # per process
@@ -143,6 +144,13 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.pretrained: must be None, 'imagenet', 'imagenet_torchvision' or a weights file path, got {self.pretrained!r}")
         if self.trainable_from is not None and self.trainable_from < 0:
             raise ValueError(f"TrainConfig.trainable_from: must be None or an int >= 0, got {self.trainable_from!r}")
+        if self.backbone_factory is not None:
+            module_name, _, name = self.backbone_factory.partition(":")
+            if not module_name.strip() or not name.strip():
+                raise ValueError(f"TrainConfig.backbone_factory: must be None or an import path 'package.module:function', got {self.backbone_factory!r}")
+            if self.pretrained is not None:
+                raise ValueError(f"TrainConfig.backbone_factory: the factory's module gets no pretrained weights from the config "
+                                 f"(pretrained={self.pretrained!r}); load them inside the factory and set pretrained=None")
         return self
 
     @property

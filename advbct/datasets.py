@@ -250,8 +250,11 @@ def test_set_in_memory(test_set, # revisited, GLDv2-style or labelled test set
         desc = f"{test_set.name} {part}"
         return in_memory(items, desc, progress) if images is None else images.decoded(items, f"{key}-{test_set.name}-{part}", desc)
     queries = decode("queries", test_set.queries)
-    gallery = queries if test_set.gallery is test_set.queries else decode("gallery", test_set.gallery)
-    if isinstance(out, LabelledTestSet): out.images = queries
+    gallery = (queries if test_set.gallery is test_set.queries
+               else None if test_set.gallery is None else decode("gallery", test_set.gallery))  # None: embeddings only
+    if isinstance(out, LabelledTestSet):
+        out.images = queries
+        if out.gallery_labels is not None: out.gallery_images = gallery  # a gallery of its own
     else: out.queries, out.gallery = queries, gallery
     return out
 

@@ -19,7 +19,9 @@ from .config import TrainConfig, profile as base_profile, with_overrides, PROFIL
 from .losses import COMPAT_LOSSES
 from .datasets import (setting_data, SettingData, DecodedImages, subset_in_memory, data_fingerprint, stage_set,
                              IN_MEMORY_DATASETS)
-from .evaluate import evaluate_pair, embed_test_set, embed_test_sets, model_fingerprint, test_set_parts
+from .evaluate import (evaluate_pair, embed_test_set, embed_test_sets, model_fingerprint, test_set_parts, rank_gallery,
+                             score_ranks)
+from .adapters import fit_adapter
 from .losses import make_compat_loss
 from .files import atomic_write_text, RunLock
 from .trunk import TrunkCache, FromTrunk, has_trunk
@@ -29,12 +31,13 @@ from .train import (train_old, train_new, OldSide, load_model, embed_dataset, ol
 
 # %% auto #0
 __all__ = ['RUN_FREE_FIELDS', 'TRAINING_MODULES', 'DONE', 'SETTINGS', 'MAIN_ROWS', 'ABLATION_T', 'ABLATIONS', 'ABLATION_ROWS',
-           'ABLATION_SWEEP', 'SEQUENTIAL_METHODS', 'SEQUENTIAL_FRACTIONS', 'RUNNER_FIELDS', 'code_fingerprint',
-           'run_fingerprints', 'run_key', 'run_dir', 'run_record', 'run_seconds', 'is_finished', 'read_log',
-           'cached_run', 'stale_runs', 'provenance_note', 'experiment_config', 'new_model_config', 'override_changes',
-           'notebook_setup', 'RunStore', 'TrainingPool', 'OldPass', 'Setting', 'method_spec', 'default_workers',
-           'pool_devices', 'queue_setting', 'train_setting', 'run_line', 'run_setting', 'sequential_upgrades',
-           'sequential_chains', 'queue_reproduction', 'compatibility_matrix', 'elastic_radii']
+           'ABLATION_SWEEP', 'SEQUENTIAL_METHODS', 'SEQUENTIAL_FRACTIONS', 'RUNNER_FIELDS', 'TRAINING_FREE_ROWS',
+           'TRAINING_FREE_BASE', 'code_fingerprint', 'run_fingerprints', 'run_key', 'run_dir', 'run_record',
+           'run_seconds', 'is_finished', 'read_log', 'cached_run', 'stale_runs', 'provenance_note', 'experiment_config',
+           'new_model_config', 'override_changes', 'notebook_setup', 'RunStore', 'TrainingPool', 'OldPass', 'Setting',
+           'method_spec', 'default_workers', 'pool_devices', 'queue_setting', 'train_setting', 'run_line',
+           'run_setting', 'training_free_setting', 'sequential_upgrades', 'sequential_chains', 'queue_reproduction',
+           'compatibility_matrix', 'elastic_radii']
 
 # %% ../nbs/11_experiments.ipynb #bbf4d9ca
 # where and how a run executes, or what it is evaluated on, not what it trains
@@ -652,6 +655,10 @@ def train_setting(profile:str, # a key of config.PROFILE_REGISTRY
         if on_run: on_run(row, out["new"][row], out["folders"][row], s, out["folders"][row] in store.trained)
     return out
 
+def _record_tags(test_sets) -> dict:
+    "{test set: its protocol / variant tags}: ROxford/RParis records carry their query protocol, embedded-benchmark ones their variant."
+    return {t.name: {k: getattr(t, k) for k in ("protocol", "variant") if getattr(t, k, None)} for t in test_sets}
+
 def run_line(setting:str, row:str, seed:int,
              folder, # the run's folder (its done.json holds the training time)
              scores:dict, # {test set: {"self", "cross", ...}} (mAP fractions)
@@ -684,8 +691,7 @@ def run_setting(profile:str, # a key of config.PROFILE_REGISTRY
                                progress=progress, trunk_cache=s.trunk_cache)
         # ROxford/RParis records carry their query protocol, so the report never averages the two together, and
         # embedded-benchmark records their variant (seen / clean), so tables are made per variant
-        tags = {t.name: {k: getattr(t, k) for k in ("protocol", "variant") if getattr(t, k, None)}
-                for t in s.data.test_sets}
+        tags = _record_tags(s.data.test_sets)
         records.extend(dict(setting=setting, method=name, seed=seed, test_set=t, self=v["self"], cross=v["cross"],
                             old=v["old"], **tags.get(t, {})) for t, v in scores.items())
         if log: print(run_line(setting, name, seed, folder, scores, trained), flush=True)
@@ -693,6 +699,67 @@ def run_setting(profile:str, # a key of config.PROFILE_REGISTRY
                   workers=workers, devices=devices, **changes)
     return records
 
+
+# %% ../nbs/11_experiments.ipynb #tf000001
+# the main table's training-free rows: {row: (side, adapter kind)} on top of phi* ("independent"); "query": h maps phi*'s
+# queries into the old space (searched against the old gallery), "gallery": g maps the stored old gallery into phi*'s space
+TRAINING_FREE_ROWS = {"adapter_procrustes": ("query", "procrustes"), "adapter_ridge": ("query", "ridge"),
+                      "adapter_mlp": ("query", "mlp"), "fct_gallery": ("gallery", "mlp")}
+TRAINING_FREE_BASE = "independent"  # the new model every training-free row starts from: phi*
+
+def _train_embeddings(net, inputs, config:TrainConfig, device) -> np.ndarray:
+    "(N, d) float32 embeddings of a training set, in order."
+    return embed_dataset(net, inputs, config.batch_size, device, config.num_workers, progress_bar=False).float().cpu().numpy()
+
+def training_free_setting(profile:str, # a key of config.PROFILE_REGISTRY
+                          setting:str, # one of SETTINGS
+                          seed:int, # run seed (of the old model and phi*; also the MLP adapters' seed)
+                          runs, # a RunStore (or the folder of one) holding the setting's trained old model and phi*
+                          rows=tuple(TRAINING_FREE_ROWS), # keys of TRAINING_FREE_ROWS
+                          log:bool=True, # print one line per row
+                          **changes) -> list[dict]: # {setting, method, seed, test_set, self, cross, old[, protocol, variant]}
+    "Fit the training-free rows' maps on phi*'s and the old model's embeddings of the new training set; their records (mAP fractions)."
+    unknown = [r for r in rows if r not in TRAINING_FREE_ROWS]
+    if unknown: raise ValueError(f"training_free_setting: unknown row(s) {unknown}; valid: {', '.join(TRAINING_FREE_ROWS)}")
+    store = _store_of(runs)
+    old_config = experiment_config(profile, setting, seed, **changes)
+    missing = lambda what: RuntimeError(f"training_free_setting: {what} of {setting} seed {seed} is not trained in {store.root}; "
+                                        f"run run_setting(profile, setting, [{TRAINING_FREE_BASE!r}, ...], seed, store) first")
+    if not is_finished(store.folder(old_config)): raise missing("the old model")
+    s = store.setting(profile, setting, [TRAINING_FREE_BASE], seed, None, changes, progress=False)
+    config = s.configs[TRAINING_FREE_BASE]
+    if not is_finished(store.folder(config)): raise missing(f"phi* ({TRAINING_FREE_BASE!r})")
+    star, _ = store.run(config, s.trainer(TRAINING_FREE_BASE, False), s.device)  # finished: loaded, never trained
+    # the new training set as phi* saw it (its cached trunk features with cache_trunk), embedded by phi* and the old model
+    start = time.time()
+    new_train = _train_embeddings(FromTrunk(star) if config.cache_trunk else star,
+                                  training_inputs(config, star, s.data.new, s.trunk_cache), config, s.device)
+    old_train = s.old_pass.embeddings(config)
+    if old_train is None: old_train = _train_embeddings(*s.old_pass._net_and_data("new"), config, s.device)
+    else: old_train = old_train.float().cpu().numpy()
+    pairs_seconds = time.time() - start
+    # the test sets' embeddings, as the trained rows' evaluation cached them
+    new, old = (embed_test_sets(m, s.data.test_sets, store.embeddings_dir, s.trunk_cache, device=s.device, progress=False)
+                for m in (star, s.old_model))
+    tags, records = _record_tags(s.data.test_sets), []
+    base = {t.name: (score_ranks(t, rank_gallery(*new[t.name], t))["map"], score_ranks(t, rank_gallery(*old[t.name], t))["map"])
+            for t in s.data.test_sets}
+    for row in rows:
+        side, kind = TRAINING_FREE_ROWS[row]
+        start = time.time()
+        fit = fit_adapter(new_train, old_train, kind, seed) if side == "query" else fit_adapter(old_train, new_train, kind, seed)
+        scores = {}
+        for t in s.data.test_sets:
+            (nq, _), (_, og) = new[t.name], old[t.name]
+            ranks = rank_gallery(fit(nq), og, t) if side == "query" else rank_gallery(nq, fit(og), t)
+            self_map, old_map = base[t.name]
+            scores[t.name] = dict(self=self_map, cross=score_ranks(t, ranks)["map"], old=old_map)
+        records.extend(dict(setting=setting, method=row, seed=seed, test_set=t, **v, **tags.get(t, {})) for t, v in scores.items())
+        if log:
+            cells = "  ".join(f"{t} {100 * v['self']:.1f}/{100 * v['cross']:.1f}" for t, v in scores.items())
+            print(f"{setting} | {row} | seed {seed} | {time.time() - start:.1f} s fit, no training "
+                  f"(pairs {pairs_seconds:.1f} s) | self/cross: {cells}", flush=True)
+    return records
 
 # %% ../nbs/11_experiments.ipynb #26add932
 def sequential_upgrades(profile:str, # a key of config.PROFILE_REGISTRY

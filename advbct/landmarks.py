@@ -4,9 +4,11 @@
 
 # %% auto #0
 __all__ = ['PHOTO_POOLS', 'VIEW_LEVELS', 'UNIT_SQUARE', 'LANDMARK_DEFAULTS', 'LANDMARKS_FORMAT', 'SEEN_SPLIT',
-           'LANDMARK_VARIANTS', 'load_photo', 'working_photo', 'grid_places', 'ViewLevel', 'homographies', 'warp_batch',
-           'render_views', 'long_tailed_sizes', 'default_landmarks_root', 'build_landmarks', 'LandmarkData',
-           'load_landmarks', 'plot_place_examples']
+           'LANDMARK_VARIANTS', 'DISTRACTOR_PHOTOS', 'DISTRACTOR_ZOOMS', 'DISTRACTORS_FORMAT', 'load_photo',
+           'working_photo', 'grid_places', 'ViewLevel', 'homographies', 'warp_batch', 'render_views',
+           'long_tailed_sizes', 'default_landmarks_root', 'build_landmarks', 'LandmarkData', 'load_landmarks',
+           'plot_place_examples', 'default_distractors_root', 'distractor_places', 'build_distractors', 'Distractors',
+           'load_distractors']
 
 # %% ../nbs/03a_landmarks.ipynb #5e72fef9
 import hashlib, json, os, pickle, shutil
@@ -19,7 +21,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
-from .data import GLDv2Train, GLDv2Retrieval, RevisitedDataset, extended_class_split, gldv2_image_path
+from .data import GLDv2Train, GLDv2Retrieval, ImageList, RevisitedDataset, extended_class_split, gldv2_image_path
 
 # %% ../nbs/03a_landmarks.ipynb #1018edeb
 # Disjoint photo pools: the revisited sets never share a photograph with training (cat() is chelsea(), so only one is used).
@@ -28,19 +30,26 @@ PHOTO_POOLS = {
     "roxford_mini": ["chelsea", "china", "gravel", "text"],
     "rparis_mini": ["flower", "stereo_motorcycle", "retina", "page"],
 }
+_MATPLOTLIB_PHOTOS = {"grace_hopper": "grace_hopper.jpg", "Minduka_Present_Blue_Pack": "Minduka_Present_Blue_Pack.png"}
 
-def load_photo(name:str # a skimage.data name, or "china" / "flower" (scikit-learn sample images)
+def load_photo(name:str # a skimage.data name, "china" / "flower" (scikit-learn) or "grace_hopper" / "Minduka_Present_Blue_Pack" (matplotlib)
               ) -> np.ndarray:
     "A photograph from an installed wheel as float32 RGB (H, W, 3) in [0, 1]."
     if name in ("china", "flower"):
         from sklearn.datasets import load_sample_image
         image = load_sample_image(f"{name}.jpg")
+    elif name in _MATPLOTLIB_PHOTOS:
+        from matplotlib.cbook import get_sample_data
+        image = Image.open(get_sample_data(_MATPLOTLIB_PHOTOS[name], asfileobj=False))
     else:
         import skimage.data
         if not hasattr(skimage.data, name): raise ValueError(f"skimage.data has no photograph {name!r}")
         image = getattr(skimage.data, name)()
         if isinstance(image, tuple): image = image[0]  # stereo pair: its left view
     image = np.asarray(image)
+    # every pool photograph is uint8; a silhouette (bool) or a phantom (floats in [0, 1]) is brought to uint8 first
+    if image.dtype == bool: image = image.astype(np.uint8) * 255
+    elif image.dtype.kind == "f": image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
     if image.ndim == 2: image = np.repeat(image[..., None], 3, axis=2)
     return image[..., :3].astype(np.float32) / 255.0
 
@@ -492,3 +501,119 @@ def plot_place_examples(data:LandmarkData, # from `load_landmarks`
     path = Path(path) if path is not None else Path(data.root)/f"examples_{set_name}.png"
     fig.savefig(path, dpi=120)
     return fig
+
+# %% ../nbs/03a_landmarks.ipynb #2c926144
+# photographs of installed wheels that no pool uses (see above for the ones left out on purpose)
+DISTRACTOR_PHOTOS = ("grace_hopper", "Minduka_Present_Blue_Pack", "logo", "colorwheel", "horse", "shepp_logan_phantom", "microaneurysms")
+DISTRACTOR_ZOOMS = (1.0, 1.5)  # each photograph is gridded at photo_scale times these
+DISTRACTORS_FORMAT = 1
+_DISTRACTOR_STREAM = 2  # distractors draw from default_rng([seed, 2]); the benchmark draws from seed and [seed, 1]
+_RENDER_CHUNK = 256  # views per render_views call: its temporaries stay small (2.4 times faster than 2,000 at once, 64 px, here)
+
+def default_distractors_root(n:int, # distractor images
+                             size:int=32, # image side
+                             seed:int=0, # generation seed
+                             params:dict=None, # photo_scale / place_side overrides; non-default ones add a hash suffix
+                             parent=None, # folder to put it in; None: $ADVBCT_DATA, or ~/.cache/advbct
+                            ) -> Path:
+    "parent/distractors-<size>-<seed>-<n>-v<format>[-hash]."
+    base = parent if parent is not None else os.environ.get("ADVBCT_DATA") or Path.home()/".cache"/"advbct"
+    changed = {k: v for k, v in sorted((params or {}).items()) if LANDMARK_DEFAULTS.get(k) != v}
+    suffix = "-" + hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ""
+    return Path(base)/f"distractors-{size}-{seed}-{n}-v{DISTRACTORS_FORMAT}{suffix}"
+
+# %% ../nbs/03a_landmarks.ipynb #9c535423
+def distractor_places(size:int, # image side
+                      photo_scale:float=LANDMARK_DEFAULTS["photo_scale"], # shorter side of a working photo at zoom 1, in image sides
+                      place_side:float=LANDMARK_DEFAULTS["place_side"], # place side, in image sides
+                     ) -> tuple[dict, pd.DataFrame]: # ({(photo, zoom): working photo}, one row per place: photo, zoom, cx, cy, half)
+    "The working photos of DISTRACTOR_PHOTOS at each of DISTRACTOR_ZOOMS and their grid places."
+    photos, tables = {}, []
+    for name in DISTRACTOR_PHOTOS:
+        photo = load_photo(name)
+        for zoom in DISTRACTOR_ZOOMS:
+            photos[name, zoom] = working_photo(photo, size, photo_scale * zoom)
+            p = grid_places(photos[name, zoom], place_side * size)
+            tables.append(pd.DataFrame({"photo": name, "zoom": zoom, "cx": p[:, 0], "cy": p[:, 1], "half": p[:, 2]}))
+    return photos, pd.concat(tables, ignore_index=True)
+
+# %% ../nbs/03a_landmarks.ipynb #b05fbcfe
+def build_distractors(root=None, # output folder; None: `default_distractors_root(n, size, seed, params)`
+                      n:int=1000, # distractor images
+                      size:int=32, # image side in pixels
+                      seed:int=0, # generation seed
+                      progress:bool=True, # tqdm progress bar
+                      **params, # photo_scale, place_side (default: the benchmark's, LANDMARK_DEFAULTS)
+                     ) -> Path:
+    "Render `n` distractor images into `root` atomically (jpg/, images.csv, places.csv, manifest.json); returns `root`."
+    unknown = set(params) - {"photo_scale", "place_side"}
+    if unknown: raise ValueError(f"unknown distractor parameter(s) {sorted(unknown)}; known: ['photo_scale', 'place_side']")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if size < 8: raise ValueError(f"size must be >= 8, got {size}")
+    params = {k: LANDMARK_DEFAULTS[k] for k in ("photo_scale", "place_side")} | params
+    root = Path(root) if root is not None else default_distractors_root(n, size, seed, params)
+    wanted = dict(format=DISTRACTORS_FORMAT, n=int(n), size=size, seed=seed, params=params)
+    if (root/"manifest.json").is_file():
+        found = json.loads((root/"manifest.json").read_text())
+        if {k: found.get(k) for k in wanted} != wanted:
+            raise ValueError(f"{root} holds distractors with {({k: found.get(k) for k in wanted})}; requested {wanted}")
+        return root
+    photos, places = distractor_places(size, **params)
+    rng = np.random.default_rng([seed, _DISTRACTOR_STREAM])
+    # every place gets n // K or n // K + 1 views (a random subset of places when n < K), in random order
+    place_of = rng.permutation(np.resize(rng.permutation(len(places)), n))
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent/f".{root.name}.tmp-{os.getpid()}"
+    if tmp.exists(): shutil.rmtree(tmp)
+    files = [f"jpg/{j:06d}.jpg" for j in range(n)]
+    bar = tqdm(total=n, desc="rendering distractors", unit="img", disable=not progress)
+    try:
+        number = {key: k for k, key in enumerate(photos)}
+        photo_of = np.array([number[key] for key in zip(places.photo, places.zoom)])[place_of]
+        squares = places[["cx", "cy", "half"]].to_numpy()
+        for k, key in enumerate(photos):  # one photograph at a time, in a fixed order
+            rows = np.flatnonzero(photo_of == k)
+            for chunk in (rows[a:a + _RENDER_CHUNK] for a in range(0, len(rows), _RENDER_CHUNK)):
+                views = render_views(photos[key], squares[place_of[chunk]], VIEW_LEVELS["train"], rng, size)
+                _Writer.save(views, [tmp/files[j] for j in chunk])
+                bar.update(len(chunk))
+        pd.DataFrame({"file": files, "place": place_of}).to_csv(tmp/"images.csv", index=False)
+        places.assign(views=np.bincount(place_of, minlength=len(places))).to_csv(tmp/"places.csv", index_label="place")
+        key = hashlib.sha1(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:10]
+        manifest = dict(wanted, key=key, photos=list(DISTRACTOR_PHOTOS), zooms=list(DISTRACTOR_ZOOMS), places=int(len(places)),
+                        stream=[seed, _DISTRACTOR_STREAM], view_level="train")
+        (tmp/"manifest.json").write_text(json.dumps(manifest, indent=1))
+        bar.close()
+        if (root/"manifest.json").is_file(): shutil.rmtree(tmp)  # another process finished first
+        else:
+            if root.exists(): shutil.rmtree(root)  # an incomplete leftover without manifest
+            os.replace(tmp, root)
+    except BaseException:
+        bar.close(); shutil.rmtree(tmp, ignore_errors=True); raise
+    return root
+
+# %% ../nbs/03a_landmarks.ipynb #23968e4b
+@dataclass
+class Distractors:
+    "Rendered distractor images: `images` yields (image, place) items; `key` names the content."
+    root:Path
+    images:ImageList
+    places:pd.DataFrame
+    manifest:dict
+    @property
+    def key(self) -> str: return self.manifest["key"]
+    def __len__(self): return len(self.images)
+
+def load_distractors(root=None, # folder; None: `default_distractors_root(n, size, seed, params)`
+                     n:int=1000, # distractor images
+                     size:int=32, # image side
+                     seed:int=0, # generation seed
+                     transform=None, # callable on a PIL RGB image; None: `advbct.data.to_tensor`, as the benchmark's test sets
+                     progress:bool=True, # progress bar if they have to be rendered
+                     **params, # photo_scale, place_side
+                    ) -> Distractors:
+    "Load distractor images, rendering them first when `root` holds none."
+    root = build_distractors(root, n, size, seed, progress, **params)
+    table = pd.read_csv(root/"images.csv")
+    return Distractors(root, ImageList([root/f for f in table.file], table.place.to_numpy(), transform),
+                       pd.read_csv(root/"places.csv", index_col="place"), json.loads((root/"manifest.json").read_text()))

@@ -77,18 +77,29 @@ class L2Loss(nn.Module):
 
 # %% ../nbs/06_losses.ipynb #e25b3bcf
 class BCTLoss(nn.Module):
-    "BCT influence loss: cross-entropy of the frozen old classifier on new embeddings of old-class samples."
+    "BCT influence loss: cross-entropy of the frozen old classifier (f_new W^T + b) on new embeddings of old-class samples."
     def __init__(self, old_classifier_weight:torch.Tensor, # (C_old, d) old classifier weight, frozen here
-                 num_old_classes:int|None=None): # defaults to the weight's row count
+                 num_old_classes:int|None=None, # defaults to the weight's row count
+                 old_classifier_bias:torch.Tensor|None=None): # (C_old,) old classifier bias, frozen here; None: the classifier has none
         super().__init__()
+        if old_classifier_weight is None:
+            raise ValueError("BCTLoss: BCT passes the new embeddings through the old classifier, and none was given; give its weight "
+                             "(C_old, d) (train_new: OldSide(model, old_classifier=...), or a `classifier` nn.Linear of the old model)")
         self.register_buffer("old_weight", old_classifier_weight.detach().clone())
+        # a None buffer stays out of the state dict: a classifier without bias keeps the checkpoint keys it always had
+        self.register_buffer("old_bias", None if old_classifier_bias is None else old_classifier_bias.detach().clone())
         self.num_old_classes = num_old_classes or len(self.old_weight)
         if self.num_old_classes > len(self.old_weight):
             raise ValueError(f"BCTLoss: num_old_classes={self.num_old_classes} > old classifier rows {len(self.old_weight)}")
+        if self.old_bias is not None and self.old_bias.shape != self.old_weight.shape[:1]:
+            raise ValueError(f"BCTLoss: the old classifier's bias has shape {tuple(self.old_bias.shape)}, its weight "
+                             f"{tuple(self.old_weight.shape)}; the bias needs one value per row ({len(self.old_weight)},)")
 
     def forward(self, f_new, f_old, labels, progress=None) -> dict[str, torch.Tensor]:
         mask = old_class_mask(labels, self.num_old_classes)
-        ce = F.cross_entropy(f_new @ self.old_weight.t(), labels.clamp(0, self.num_old_classes - 1), reduction="none")
+        logits = f_new @ self.old_weight.t()
+        if self.old_bias is not None: logits = logits + self.old_bias
+        ce = F.cross_entropy(logits, labels.clamp(0, self.num_old_classes - 1), reduction="none")
         return {"bct": masked_mean(ce, mask)}
 
 # %% ../nbs/06_losses.ipynb #00c0fb15

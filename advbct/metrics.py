@@ -10,12 +10,20 @@ __all__ = ['revisited_map', 'reference_revisited_map', 'gldv2_map', 'reference_g
 # %% ../nbs/01_metrics.ipynb #d5a92210
 import numpy as np
 
+# %% ../nbs/01_metrics.ipynb #1bf1901b
+def _fill_missing(ranks:np.ndarray, # (n_queries, n_columns) int64 gallery indices, -1 for an empty slot
+                  first_free:int, # an index above every gallery index in use (ranked or in the ground truth)
+                 ) -> np.ndarray: # a copy, each -1 in column c replaced by first_free + c
+    "Give every empty slot a placeholder index of its own, one that no row repeats and no ground truth lists."
+    return np.where(ranks < 0, first_free + np.arange(ranks.shape[1], dtype=np.int64), ranks)
+
 # %% ../nbs/01_metrics.ipynb #87d33706
-def _first_repeating_row(ranks:np.ndarray, # (n_queries, n_columns) non-negative int64 gallery indices
+def _first_repeating_row(ranks:np.ndarray, # (n_queries, n_columns) int64 gallery indices, -1 for an empty slot
                         ): # index of the first row that lists a gallery index twice, or None
-    "Find a row of `ranks` that repeats a gallery index, in O(n_queries * n_columns) for dense rows."
+    "Find a row of `ranks` that repeats a gallery index (empty slots never do), in O(n_queries * n_columns) for dense rows."
     n_queries, n_columns = ranks.shape
     if n_columns < 2 or n_queries == 0: return None
+    if ranks.min() < 0: ranks = _fill_missing(ranks, int(ranks.max()) + 1)
     n_items = int(ranks.max()) + 1
     if n_items > 8 * n_columns:   # short rows over a large gallery: sorting them beats a gallery-sized buffer
         sorted_rows = np.sort(ranks, axis=1)
@@ -29,19 +37,19 @@ def _first_repeating_row(ranks:np.ndarray, # (n_queries, n_columns) non-negative
     return None
 
 # %% ../nbs/01_metrics.ipynb #8d70f9ad
-def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first
+def _as_ranks(ranks, # (n_queries, n_columns) gallery indices, best first, -1 for an empty slot
               name:str='ranks', # name used in error messages
               check_unique:bool=True, # check that no row repeats an index (callers that check it themselves pass False)
              ) -> np.ndarray: # the same as an int64 array
-    "Check that `ranks` is a 2-D array of non-negative integers, unique within each row."
+    "Check that `ranks` is a 2-D array of gallery indices or -1 (no result), each index at most once per row."
     ranks = np.asarray(ranks)
     if ranks.ndim != 2: raise ValueError(f"{name} must be 2-D (n_queries, n_gallery), got shape {ranks.shape}")
     if ranks.size and not np.issubdtype(ranks.dtype, np.integer):
         raise ValueError(f"{name} must hold integer gallery indices, got dtype {ranks.dtype}")
     ranks = ranks.astype(np.int64, copy=False)
     if ranks.size == 0: return ranks
-    if ranks.min() < 0:
-        row = int(np.nonzero((ranks < 0).any(1))[0][0])
+    if ranks.min() < -1:
+        row = int(np.nonzero((ranks < -1).any(1))[0][0])
         raise ValueError(f"{name} holds negative gallery indices (first in row {row})")
     repeated = _first_repeating_row(ranks) if check_unique else None
     if repeated is not None:
@@ -133,7 +141,7 @@ def _gnd_labels(gnd, # revisitop ground truth: one dict per query with keys easy
     return rows, indices, codes
 
 # %% ../nbs/01_metrics.ipynb #7904cf5e
-def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first; full or truncated ranking
+def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first, -1 for no result; full or truncated ranking
                   gnd, # revisitop ground truth: list of n_queries dicts with keys easy, hard, junk
                   kappas=(1, 5, 10), # cut-offs k of mP@k
                   n_gallery:int=None, # gallery size; default the columns of ranks (a full ranking)
@@ -152,7 +160,8 @@ def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best firs
         beyond = int(np.argmax(indices >= n_gallery))
         raise ValueError(f"gnd[{int(rows[beyond])}]['{list(_GND_CODES)[codes[beyond] - 1]}'] holds gallery index "
                          f"{int(indices[beyond])}, beyond n_gallery = {n_gallery}")
-    labels = np.zeros((n_queries, n_gallery), np.int8)   # 0 = negative
+    # 0 = negative; the extra last column, always 0, is the one an empty slot (-1) reads: a miss
+    labels = np.zeros((n_queries, n_gallery + 1), np.int8)
     labels[rows, indices] = codes
     ranked_labels = labels[np.arange(n_queries)[:, None], ranks]
     # the few labelled items of every ranking as one flat list of (query, column), in rank order
@@ -192,7 +201,7 @@ def revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best firs
     return results
 
 # %% ../nbs/01_metrics.ipynb #2b346dc7
-def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first
+def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices, best first, -1 for no result
                             gnd, # revisitop ground truth: list of dicts with keys easy, hard, junk
                             kappas=(1, 5, 10), # cut-offs k of mP@k
                            ) -> dict: # same shape as `revisited_map`
@@ -204,8 +213,8 @@ def reference_revisited_map(ranks, # (n_queries, n_columns) int gallery indices,
             positives = {int(i) for key in positive_keys for i in entry[key]}
             ignored = {int(i) for key in ignored_keys for i in entry[key]}
             if not positives: continue
-            kept = [i for i in ranking if i not in ignored]
-            positions = [r for r, i in enumerate(kept) if i in positives]
+            kept = [i for i in ranking if i == -1 or i not in ignored]   # an empty slot is never ignored: it keeps its place
+            positions = [r for r, i in enumerate(kept) if i != -1 and i in positives]
             ap = 0.0
             for j, r in enumerate(positions):
                 p0 = 1.0 if r == 0 else j / r
@@ -283,7 +292,7 @@ def _sorted_hits(top:np.ndarray, # (n_queries, n_top) int64 gallery indices
     return hit_rows[order], hit_columns[order]
 
 # %% ../nbs/01_metrics.ipynb #d0924bd4
-def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; columns beyond k are ignored
+def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first, -1 for no result; columns beyond k are ignored
               positives, # one list/array of relevant gallery indices per query
               k:int=100, # cut-off
              ) -> float: # mAP@k as a fraction
@@ -296,6 +305,9 @@ def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     positive_indices, n_positives = _flat_values(positives, "positives[{}]")
     top = ranks[:, :k]
     item_base = max(int(top.max(initial=0)), int(positive_indices.max(initial=0))) + 1
+    if top.size and top.min() < 0:
+        top = _fill_missing(top, item_base)
+        item_base += top.shape[1]
     hits = None
     if n_queries * item_base <= 64 * (top.size + len(positive_indices)):   # the table is small
         hits = _dense_hits(top, positive_indices, n_positives, item_base)
@@ -309,7 +321,7 @@ def gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first; c
     return float((ap[has_positives] / np.minimum(n_positives[has_positives], k)).mean())
 
 # %% ../nbs/01_metrics.ipynb #8587bc5f
-def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first
+def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, best first, -1 for no result
                         positives, # one list/array of relevant gallery indices per query
                         k:int=100, # cut-off
                        ) -> float: # mAP@k as a fraction
@@ -320,14 +332,14 @@ def reference_gldv2_map(ranks, # (n_queries, n_columns) int gallery indices, bes
         if not relevant_items: continue
         hits, total = 0, 0.0
         for i, item in enumerate(ranking[:k], start=1):
-            if item in relevant_items:
+            if item != -1 and item in relevant_items:   # an empty slot is a miss that takes its rank
                 hits += 1
                 total += hits / i
         aps.append(total / min(len(relevant_items), k))
     return float(np.mean(aps)) if aps else float("nan")
 
 # %% ../nbs/01_metrics.ipynb #4e39d6be
-def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
+def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first, -1 for no result
                       query_ids, # (n_queries,) gallery index of each query
                      ) -> np.ndarray: # (n_queries, m - 1) ranks without the query itself
     "Remove each query's own gallery index from its ranking."
@@ -335,6 +347,9 @@ def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
     query_ids = np.asarray(query_ids)
     if query_ids.shape != (ranks.shape[0],):
         raise ValueError(f"query_ids must have shape ({ranks.shape[0]},) to match ranks, got {query_ids.shape}")
+    if (query_ids < 0).any():
+        q = int(np.argmax(query_ids < 0))
+        raise ValueError(f"query_ids must be gallery indices >= 0; query {q} has {query_ids[q]}")
     if ranks.shape[1] < 1: raise ValueError("ranks has no columns to drop a self-match from")
     is_self = ranks == query_ids[:, None]
     is_self[~is_self.any(1), -1] = True   # self not retrieved: drop the worst item instead
@@ -342,7 +357,7 @@ def drop_self_matches(ranks, # (n_queries, m) int gallery indices, best first
 
 # %% ../nbs/01_metrics.ipynb #51050988
 def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
-    "Boolean (n_queries, n_columns): does the ranked gallery item share the query's label."
+    "Boolean (n_queries, n_columns): does the ranked gallery item share the query's label (never for an empty slot -1)."
     ranks = _as_ranks(ranks)
     query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
     if query_labels.shape != (ranks.shape[0],):
@@ -350,10 +365,13 @@ def _label_hits(ranks, query_labels, gallery_labels) -> np.ndarray:
     if gallery_labels.ndim != 1: raise ValueError(f"gallery_labels must be 1-D, got shape {gallery_labels.shape}")
     if ranks.size and ranks.max() >= len(gallery_labels):
         raise ValueError(f"ranks holds gallery index {int(ranks.max())} but gallery_labels has only {len(gallery_labels)} entries")
+    if ranks.size and ranks.min() < 0:   # gallery_labels[-1] would be the last item's label
+        if len(gallery_labels) == 0: return np.zeros(ranks.shape, bool)
+        return (gallery_labels[np.maximum(ranks, 0)] == query_labels[:, None]) & (ranks >= 0)
     return gallery_labels[ranks] == query_labels[:, None]
 
 # %% ../nbs/01_metrics.ipynb #65063315
-def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best first, self-matches removed
+def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best first, -1 for no result, self-matches removed
                   query_labels, # (n_queries,) class label of each query
                   gallery_labels, # (n_gallery,) class label of each gallery item
                   ks=(1, 5), # cut-offs
@@ -366,13 +384,23 @@ def topk_accuracy(ranks, # (n_queries, n_columns) int gallery indices, best firs
     return {f"top{k}": float(hits[:, :k].any(1).mean()) for k in ks}
 
 # %% ../nbs/01_metrics.ipynb #4e87c6b1
-def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first; complete, self-matches removed
+def label_map(ranks, # (n_queries, n_columns) int gallery indices, best first, -1 for no result; complete, self-matches removed
               query_labels, # (n_queries,) class label of each query
               gallery_labels, # (n_gallery,) class label of each gallery item
+              n_relevant=None, # (n_queries,) relevant gallery items per query; default those in the ranking (complete rankings)
              ) -> float: # mAP as a fraction
     "Non-interpolated mAP over the full ranking, an item being relevant when it shares the query's label."
     hits = _label_hits(ranks, query_labels, gallery_labels)
-    n_relevant = hits.sum(1)
+    ranked_relevant = hits.sum(1)
+    if n_relevant is None: n_relevant = ranked_relevant
+    else:
+        n_relevant = np.asarray(n_relevant)
+        if n_relevant.shape != ranked_relevant.shape or not np.issubdtype(n_relevant.dtype, np.integer):
+            raise ValueError(f"n_relevant must be integers of shape {ranked_relevant.shape} to match ranks, "
+                             f"got {n_relevant.dtype} of shape {n_relevant.shape}")
+        if (n_relevant < ranked_relevant).any():
+            q = int(np.argmax(n_relevant < ranked_relevant))
+            raise ValueError(f"n_relevant[{q}] = {n_relevant[q]} is below the {ranked_relevant[q]} relevant items ranked for query {q}")
     precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
     has_relevant = n_relevant > 0
     if not has_relevant.any(): return float("nan")

@@ -18,8 +18,8 @@ from .passes import load_state_strict
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'RESNETS', 'EFFICIENTNET_LITES', 'IMAGENET_WEIGHTS', 'RESNET50_A1_URL', 'BACKBONES',
            'SMALL_CNN_WIDTHS', 'CLASSIFIERS', 'ImageNetNormalize', 'read_state_dict', 'resnet_imagenet_url',
            'imagenet_state_dict', 'PointwiseConv2d', 'is_pointwise', 'pointwise_as_matmul', 'build_backbone',
-           'backbone_units', 'MarginClassifier', 'EmbeddingModel', 'grad_reverse', 'GradientReversal', 'Discriminator',
-           'dann_alpha', 'adversarial_weight']
+           'backbone_units', 'MarginClassifier', 'feature_size', 'backbone_from_factory', 'EmbeddingModel',
+           'grad_reverse', 'GradientReversal', 'Discriminator', 'dann_alpha', 'adversarial_weight']
 
 # %% ../nbs/04_models.ipynb #c1fa9cfd
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -245,10 +245,45 @@ class MarginClassifier(nn.Module):
             margin_cos = torch.cos(torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7)) + self.m)
         return self.s * torch.where(target, margin_cos, cos)
 
+# %% ../nbs/04_models.ipynb #d5e0b001
+def feature_size(backbone:nn.Module, # maps (B, 3, H, W) images to (B, F) features
+                 size:int=32, # side of the two zero images it is measured on
+                ) -> int:
+    "F, the width of a backbone module's output, measured by one eval-mode forward pass without gradients."
+    was_training = backbone.training
+    device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
+    backbone.eval()  # no BatchNorm statistics change, no dropout draws
+    try:
+        with torch.no_grad(): out = backbone(torch.zeros(2, 3, size, size, device=device))
+    finally: backbone.train(was_training)
+    if not (torch.is_tensor(out) and out.ndim == 2):
+        got = f"shape {tuple(out.shape)}" if torch.is_tensor(out) else f"a {type(out).__name__}"
+        raise ValueError(f"feature_size: the backbone {type(backbone).__name__} returned {got} for (2, 3, {size}, {size}) images; a backbone "
+                         f"must return (B, F) features (end it with pooling and flattening, e.g. nn.AdaptiveAvgPool2d(1), nn.Flatten())")
+    return out.shape[1]
+
+# %% ../nbs/04_models.ipynb #d5e0b002
+def backbone_from_factory(path:str, # "package.module:function"; the function is called with no arguments
+                         ) -> nn.Module:
+    "The backbone module made by a factory named by its import path, e.g. 'mypkg.models:make_backbone'."
+    module_name, _, name = path.partition(":")
+    if not module_name or not name: raise ValueError(f"backbone_factory: {path!r} is not an import path 'package.module:function'")
+    try: factory = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ImportError(f"backbone_factory {path!r}: cannot import {module_name!r} ({e}); install it, or put its folder on sys.path "
+                          f"(PYTHONPATH)") from e
+    for part in name.split("."):
+        if not hasattr(factory, part): raise ValueError(f"backbone_factory {path!r}: module {module_name!r} has no {name!r}")
+        factory = getattr(factory, part)
+    backbone = factory()
+    if not isinstance(backbone, nn.Module):
+        raise TypeError(f"backbone_factory {path!r} returned a {type(backbone).__name__}, not an nn.Module mapping images to (B, F) features")
+    return backbone
+
 # %% ../nbs/04_models.ipynb #e8d05bf0
 class EmbeddingModel(nn.Module):
     "Backbone -> Linear(enc_dim, dim, no bias) -> BatchNorm1d(dim) embedding, with a classifier head; optionally a frozen trunk."
-    def __init__(self, backbone:str="small_cnn", # name for build_backbone
+    def __init__(self, backbone:str|nn.Module="small_cnn", # a name for build_backbone, or any module mapping (B, 3, H, W) images to (B, F) features
                  dim:int=256, # embedding dimension d
                  num_classes:int=10, # number of classes C of the classifier
                  classifier:str="linear", # one of CLASSIFIERS
@@ -257,13 +292,26 @@ class EmbeddingModel(nn.Module):
                  small_input:bool=True, # passed to build_backbone
                  pretrained:str|Path|None=None, # passed to build_backbone: None, "imagenet", "imagenet_torchvision" or a state-dict file
                  trainable_from:int|None=None, # freeze the stem and the first k backbone units; None: everything trains
-                 normalize:bool|None=None): # passed to build_backbone (None: ImageNet normalisation when pretrained)
+                 normalize:bool|None=None, # passed to build_backbone (None: ImageNet normalisation when pretrained)
+                 feature_dim:int|None=None, # F of a backbone module; None: measured by `feature_size`
+                 probe_size:int=32): # side of the zero images a backbone module's F is measured on
         super().__init__()
         if classifier not in CLASSIFIERS: raise ValueError(f"EmbeddingModel: unknown classifier {classifier!r}; valid: {', '.join(CLASSIFIERS)}")
-        self.backbone, enc_dim = build_backbone(backbone, small_input=small_input, pretrained=pretrained, normalize=normalize)
-        units = backbone_units(self.backbone)
+        self.custom_backbone = isinstance(backbone, nn.Module)
+        name = type(backbone).__name__ if self.custom_backbone else backbone
+        if self.custom_backbone:
+            if pretrained is not None or normalize:
+                raise ValueError(f"EmbeddingModel: pretrained= and normalize= apply to named backbones; load the weights into the {name} "
+                                 f"module (and normalise inside it) before passing it")
+            self.backbone, enc_dim = backbone, feature_dim if feature_dim is not None else feature_size(backbone, probe_size)
+        else: self.backbone, enc_dim = build_backbone(backbone, small_input=small_input, pretrained=pretrained, normalize=normalize)
+        if trainable_from is not None or not self.custom_backbone:
+            try: units = backbone_units(self.backbone)
+            except ValueError as e:  # only a backbone module can be laid out otherwise
+                raise ValueError(f"EmbeddingModel: trainable_from cuts the backbone between its units, and the {name} module is not laid "
+                                 f"out as nn.Sequential(stem, units..., head) ({e}); use trainable_from=None") from None
         if trainable_from is not None and (isinstance(trainable_from, bool) or not isinstance(trainable_from, int) or not 0 <= trainable_from <= units):
-            raise ValueError(f"EmbeddingModel: trainable_from must be None or an int in 0..{units} (the units of {backbone}), got {trainable_from!r}")
+            raise ValueError(f"EmbeddingModel: trainable_from must be None or an int in 0..{units} (the units of {name}), got {trainable_from!r}")
         self.trainable_from = trainable_from
         self.neck = nn.Linear(enc_dim, dim, bias=False)
         self.bn = nn.BatchNorm1d(dim)
@@ -297,7 +345,9 @@ class EmbeddingModel(nn.Module):
 
     def forward_from_trunk(self, t:torch.Tensor) -> torch.Tensor:
         "The (B, dim) BN output f from trunk features `t`: trainable units, head, neck and bn."
-        for _, module in list(self.backbone.named_children())[self._frozen_children:]: t = module(t)
+        if self.custom_backbone and self.trainable_from is None: t = self.backbone(t)  # its own forward: it need not be a sequence
+        else:
+            for _, module in list(self.backbone.named_children())[self._frozen_children:]: t = module(t)
         return self.bn(self.neck(t))
 
     def forward(self, x:torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from .config import TrainConfig, OLD_METHOD, yaml_fields
 from .data import plain_id
 from .files import atomic_write, RunLock
 from .passes import batched_pass, load_state_strict, resolve_device  # resolve_device and load_state_strict: also importable from here
-from .models import EmbeddingModel
+from .models import EmbeddingModel, backbone_from_factory
 from .boundary import OldClassStats, old_class_stats
 from .losses import COMPAT_LOSSES, Independent, Progress, make_compat_loss
 from .trunk import TrunkCache, has_trunk, trunk_fingerprint
@@ -28,14 +28,14 @@ from .trunk import TrunkCache, has_trunk, trunk_fingerprint
 # %% auto #0
 __all__ = ['NEW_INIT_OFFSET', 'PER_STEP_SCHEDULES', 'CHECKPOINT', 'MODEL', 'LOG', 'CONFIG', 'IGNORED_ON_RESUME', 'NEEDS_STATS',
            'seed_everything', 'rng_states', 'set_rng_states', 'atomic_save', 'git_commit', 'integer_labels',
-           'dataset_labels', 'IndexedDataset', 'TensorBatches', 'epoch_loader', 'init_seed', 'build_model',
-           'embedding_dim', 'read_checkpoint', 'trunk_reference', 'weights_of', 'restore_weights', 'save_model',
-           'load_model', 'label_space_of', 'check_label_spaces', 'make_optimizer', 'onecycle_factor', 'make_scheduler',
-           'distributed_env', 'init_distributed', 'amp_dtype', 'autocast_context', 'TrainStep', 'embed_dataset',
-           'data_tag', 'training_inputs', 'old_embeddings_of', 'place_modules', 'steps_per_epoch_of', 'ConfigChanged',
-           'RunPlan', 'recorded_config', 'config_changes', 'plan_run', 'restore_checkpoint', 'follow_changed_config',
-           'start_run_files', 'train_epoch', 'save_epoch', 'RunOptions', 'run_options', 'OldSide', 'train_old',
-           'old_stats_of', 'train_new']
+           'dataset_labels', 'IndexedDataset', 'TensorBatches', 'epoch_loader', 'embedding_output', 'OldEmbedder',
+           'init_seed', 'build_model', 'embedding_dim', 'read_checkpoint', 'trunk_reference', 'weights_of',
+           'restore_weights', 'save_model', 'load_model', 'label_space_of', 'check_label_spaces', 'make_optimizer',
+           'onecycle_factor', 'make_scheduler', 'distributed_env', 'init_distributed', 'amp_dtype', 'autocast_context',
+           'TrainStep', 'embed_dataset', 'data_tag', 'training_inputs', 'old_embeddings_of', 'place_modules',
+           'steps_per_epoch_of', 'ConfigChanged', 'RunPlan', 'recorded_config', 'config_changes', 'plan_run',
+           'restore_checkpoint', 'follow_changed_config', 'start_run_files', 'train_epoch', 'save_epoch', 'RunOptions',
+           'run_options', 'OldSide', 'old_classifier_of', 'old_class_count', 'train_old', 'old_stats_of', 'train_new']
 
 # %% ../nbs/08_train.ipynb #a5ee109f
 def seed_everything(seed:int):
@@ -125,6 +125,31 @@ def epoch_loader(dataset, # map-style dataset of (x, label, ...)
                       pin_memory=pin_memory, drop_last=drop_last, worker_init_fn=_seed_worker, generator=gen,
                       persistent_workers=False)
 
+# %% ../nbs/08_train.ipynb #b7e10a02
+def embedding_output(out, # what a model returned for a batch
+                     where:str="the old model", # names the model in the error
+                    ) -> torch.Tensor:
+    "The (B, d) embeddings in a model's output: the output itself, or the first element of a tuple or list."
+    if isinstance(out, (tuple, list)) and len(out): out = out[0]
+    if torch.is_tensor(out) and out.ndim == 2: return out
+    got = f"a tensor of shape {tuple(out.shape)}" if torch.is_tensor(out) else f"a {type(out).__name__}"
+    raise ValueError(f"{where} returned {got} for a batch of images; it must return (B, d) embeddings, or a tuple or list whose "
+                     f"first element they are (wrap it in a module whose forward returns them)")
+
+# %% ../nbs/08_train.ipynb #b7e10a05
+class OldEmbedder(nn.Module):
+    "Any old model as a module that gives (B, d) embeddings: `embedding_output` of the old model's output."
+    def __init__(self, model): # an nn.Module (a DDP or DataParallel wrapper is looked through) or a callable mapping a batch of images to embeddings
+        super().__init__()
+        if isinstance(model, OldEmbedder): model = model.model
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module
+        # an nn.Module is registered: moved, frozen and switched to eval with this one; a plain callable is kept as it is
+        self.model, self.name = model, type(model).__name__
+        # the mode of the model it holds, so that a pass which restores "the previous mode" restores the model's own
+        self.training = bool(getattr(model, "training", False))
+
+    def forward(self, x:torch.Tensor) -> torch.Tensor: return embedding_output(self.model(x), f"the old model ({self.name})")
+
 # %% ../nbs/08_train.ipynb #c2e639e8
 NEW_INIT_OFFSET = 10007  # new models draw their initial weights from seed + this, the old model from seed
 
@@ -137,22 +162,42 @@ def build_model(config:TrainConfig, # backbone, dim, classifier, small_input, pr
                 num_classes:int,
                 load_pretrained:bool=True, # False: the pretrained model's structure (input normalisation included) without reading its weights
                ) -> EmbeddingModel:
-    "A fresh EmbeddingModel of the config, initialised from `init_seed(config)`."
+    "A fresh EmbeddingModel of the config (its named backbone, or config.backbone_factory's module), initialised from `init_seed(config)`."
     # a new model must not start from its old model's weights: an "independent" phi* would then be partly
     # compatible by accident (measured on the embedded benchmark: cross-test 45.8 rparis_mini, 4 epochs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed(config))
         # pretrained backbone weights (old and new models alike) are loaded over the seeded initialisation: only the neck,
         # BN and classifier keep seed-separated random weights
-        return EmbeddingModel(config.backbone, config.dim, num_classes, config.classifier, small_input=config.small_input,
+        # a factory's module is made under the same seed: its random initial weights are the run's own, rebuilt alike on load
+        backbone = backbone_from_factory(config.backbone_factory) if config.backbone_factory else config.backbone
+        return EmbeddingModel(backbone, config.dim, num_classes, config.classifier, small_input=config.small_input,
                               pretrained=config.pretrained if load_pretrained else None, trainable_from=config.trainable_from,
-                              normalize=config.pretrained is not None)
+                              normalize=config.pretrained is not None, probe_size=config.image_size)
 
-def embedding_dim(model:nn.Module) -> int:
-    "Output size of an EmbeddingModel (its neck's output features)."
-    if isinstance(getattr(model, "neck", None), nn.Linear): return model.neck.out_features
-    if hasattr(model, "bn") and hasattr(model.bn, "num_features"): return model.bn.num_features
-    raise ValueError(f"embedding_dim: cannot tell the embedding size of {type(model).__name__}")
+def embedding_dim(model:nn.Module, # an EmbeddingModel (its size is read), or any model mapping images to embeddings
+                  examples=None, # for any other model: a batch of its inputs, or a dataset of (x, ...) whose first items are taken
+                 ) -> int:
+    "Embedding size of a model: an EmbeddingModel's neck width, else the width of its output on `examples` (one eval-mode forward pass)."
+    inner = model.model if isinstance(model, OldEmbedder) else _unwrap(model)
+    if isinstance(inner, EmbeddingModel): return inner.neck.out_features
+    if examples is None:
+        raise ValueError(f"embedding_dim: {type(inner).__name__} is not an EmbeddingModel, so its embedding size is measured by one "
+                         f"forward pass; pass examples (a batch of its inputs, or a dataset)")
+    x = examples if torch.is_tensor(examples) else _example_batch(examples)
+    is_module = isinstance(inner, nn.Module)
+    device = next((p.device for p in inner.parameters()), torch.device("cpu")) if is_module else torch.device("cpu")
+    was_training = is_module and inner.training
+    if is_module: inner.eval()  # eval: the measurement leaves BatchNorm statistics (and any dropout's randomness) alone
+    try:
+        with torch.no_grad(): return embedding_output(inner(x.to(device)), f"the model ({type(inner).__name__})").shape[1]
+    finally:
+        if is_module: inner.train(was_training)
+
+def _example_batch(dataset, n:int=2) -> torch.Tensor:
+    "The inputs of a dataset's first `n` items, as one batch."
+    if len(dataset) == 0: raise ValueError("embedding_dim: the dataset of examples is empty")
+    return torch.stack([torch.as_tensor(dataset[i][0]) for i in range(min(n, len(dataset)))])
 
 def read_checkpoint(path:str|Path, # a file written by `save_model` or by the training loop
                     what:str="checkpoint", # names the kind of file in errors
@@ -368,8 +413,8 @@ CHECKPOINT, MODEL, LOG, CONFIG = "checkpoint.pt", "model.pt", "log.jsonl", "conf
 
 def embed_dataset(model:nn.Module, dataset, batch_size:int, device:torch.device, num_workers:int=0,
                   progress_bar:bool=True) -> torch.Tensor:
-    "(N, d) float32 embeddings of `dataset` in order (eval mode, no grad, `batched_pass`), on `device`."
-    model.eval()
+    "(N, d) float32 embeddings of `dataset` in order (eval mode, no grad, `batched_pass`, through `OldEmbedder`), on `device`."
+    model = OldEmbedder(model).eval()
     return batched_pass(lambda x: model(x).float(), dataset, batch_size, device, num_workers, progress_bar, desc="old embeddings")
 
 def data_tag(config:TrainConfig) -> str:
@@ -604,10 +649,11 @@ def run_options(**options) -> RunOptions:
 @dataclass(frozen=True)
 class OldSide:
     "What a new model trains against: the frozen old model and what is already known of it."
-    model: nn.Module # the trained old model (frozen here)
+    model: nn.Module # the trained old model (frozen here): any module or callable mapping images to (B, d) embeddings, or to a tuple/list whose first element they are
     stats: OldClassStats|None = None # old-class statistics; computed when the method needs them
-    train_set: object = None # where to compute them: the old training set (default: the old-class samples of the new one)
+    train_set: object = None # where to compute them: the old training set (default: the old-class samples of the new one); its labels count the old classes
     embeddings: torch.Tensor|None = None # (N, d) old embeddings of the new training set in order, used instead of running the old model (e.g. `embed_dataset`, shared by several runs)
+    old_classifier: nn.Module|None = None # the old classifier, weight (C_old, d) and optional bias (C_old,), which BCT needs; default: the old model's `classifier`
 
 @dataclass
 class _Job:
@@ -625,6 +671,64 @@ class _Job:
     world: int
     trunk: str|None # `trunk_reference` of the model
 
+
+# %% ../nbs/08_train.ipynb #b7e10a08
+def old_classifier_of(old:OldSide, # what is known of the old model
+                      dim:int|None=None, # the old embedding size: a `classifier` of the old model that takes another is not one of its embeddings
+                     ) -> nn.Module|None:
+    "The old classifier: OldSide.old_classifier, else the old model's `classifier` when it is a linear map of the embeddings, else None."
+    weight = lambda m: getattr(m, "weight", None)
+    if old.old_classifier is not None:
+        w = weight(old.old_classifier)
+        if not (torch.is_tensor(w) and w.ndim == 2):
+            raise ValueError(f"OldSide.old_classifier: a {type(old.old_classifier).__name__} without a 2-D weight; give a module with "
+                             f"weight (C_old, d) and optional bias (C_old,), e.g. nn.Linear(d, C_old)")
+        if dim is not None and w.shape[1] != dim:
+            raise ValueError(f"OldSide.old_classifier takes {w.shape[1]}-dimensional inputs, but the old embeddings have {dim} dimensions; "
+                             f"give the classifier of these embeddings (weight ({w.shape[0]}, {dim}))")
+        return old.old_classifier
+    found = getattr(OldEmbedder(old.model).model, "classifier", None)  # the model the adapter runs (a DDP wrapper looked through)
+    w = weight(found)
+    return found if torch.is_tensor(w) and w.ndim == 2 and (dim is None or w.shape[1] == dim) else None
+
+# %% ../nbs/08_train.ipynb #b7e10a10
+def _held_labels(dataset) -> torch.Tensor|None:
+    "A dataset's labels when it holds them in memory (a `labels`/`targets` attribute, a TensorDataset), else None."
+    held = any(getattr(dataset, k, None) is not None for k in ("labels", "targets")) or isinstance(dataset, TensorDataset)
+    return dataset_labels(dataset) if held else None
+
+def old_class_count(old:OldSide, # its stats or train_set count the old classes
+                    classifier:nn.Module|None=None, # the old classifier (`old_classifier_of`), whose rows count them when nothing else does
+                   ) -> int:
+    "Number of old classes: from OldSide.stats, else OldSide.train_set's classes or labels, else the old classifier's rows; a classifier must agree."
+    rows = None if classifier is None else classifier.weight.shape[0]
+    if old.stats is not None:
+        if rows is not None and rows != old.stats.num_classes:
+            raise ValueError(f"train_new: old_stats cover {old.stats.num_classes} classes, the old classifier {rows}")
+        return old.stats.num_classes
+    ds = old.train_set
+    if ds is None:
+        if rows is not None: return rows
+        raise ValueError("train_new: the number of old classes is unknown: the old model has no classifier, and OldSide gives neither "
+                         "stats nor train_set; pass OldSide(model, train_set=the old training set) (its labels count them), "
+                         "OldSide(model, stats=old-class statistics) or OldSide(model, old_classifier=...)")
+    # a dataset that names its classes (`num_classes`, or `class_ids` as the splits record them) counts them exactly
+    declared = getattr(ds, "num_classes", None) or (len(ds.class_ids) if getattr(ds, "class_ids", None) is not None else None)
+    if declared:
+        if rows is not None and rows != int(declared):
+            raise ValueError(f"train_new: the old training set (OldSide.train_set) has {int(declared)} classes, the old classifier {rows} "
+                             f"rows; give the old model's own training set, or its classifier")
+        return int(declared)
+    # with a classifier at hand, labels that are not in memory are not read (a pass over every image) only to check it
+    labels = dataset_labels(ds) if rows is None else _held_labels(ds)
+    if labels is None: return rows
+    if not len(labels): raise ValueError("train_new: the old training set (OldSide.train_set) is empty")
+    n = int(labels.max()) + 1
+    if rows is None: return n
+    if n > rows:
+        raise ValueError(f"train_new: the old training set (OldSide.train_set) has label {n - 1}, but the old classifier has {rows} rows; "
+                         f"give the old model's own training set, or its classifier")
+    return rows  # labels show a lower bound only: the last old classes may have no sample in this set
 
 # %% ../nbs/08_train.ipynb #b8e2d3f1
 def _skipped_event(train_set) -> list[dict]:
@@ -700,20 +804,29 @@ def _finished(model:nn.Module, config:TrainConfig) -> nn.Module:
 
 def _num_classes(train_set, num_classes:int|None) -> int:
     "num_classes, else the training set's `num_classes`, else its max label + 1; labels the dataset holds are checked to be integers either way."
-    held = any(getattr(train_set, k, None) is not None for k in ("labels", "targets")) or isinstance(train_set, TensorDataset)
-    labels = dataset_labels(train_set) if held else None  # cheap: already in memory; other datasets are checked batch by batch
+    labels = _held_labels(train_set)  # cheap: already in memory; other datasets are checked batch by batch
     if num_classes is not None: return num_classes
     if getattr(train_set, "num_classes", None): return int(train_set.num_classes)
     return int((labels if labels is not None else dataset_labels(train_set)).max()) + 1
 
+def _config_for_model(config:TrainConfig, model:nn.Module|None, train_set, where:str) -> TrainConfig:
+    "The config with `dim` taken from a model passed in, so that the run records (and load_model rebuilds) that model."
+    if model is None: return config
+    if getattr(_unwrap(model), "custom_backbone", False) and not config.backbone_factory:
+        warnings.warn(f"{where}: the model's backbone is a module of its own and config.backbone_factory is None: model.pt keeps its "
+                      f"weights, but load_model would rebuild the named backbone {config.backbone!r}; set backbone_factory="
+                      f"'package.module:function' (a function that builds the module) to reload it")
+    dim = embedding_dim(model, train_set)
+    return config if dim == config.dim else replace(config, dim=dim)
+
 def train_old(config:TrainConfig, # config.method should be "old"
               train_set, # the old training set of (image, label)
               num_classes:int|None=None, # classes of the classifier; default: max label + 1
-              model:nn.Module|None=None, # a prepared model (default: `build_model(config, num_classes)`)
+              model:nn.Module|None=None, # a prepared model (default: `build_model(config, num_classes)`); config.dim is taken from it
               **options, # `RunOptions`: resume, resume_changed, overwrite, stop_after, progress_bar, trunk_cache, trunk_tag
              ) -> nn.Module:
     "Train the old model with cross-entropy alone; writes checkpoints, log and model.pt to config.out_dir."
-    opts = run_options(**options)
+    opts, config = run_options(**options), _config_for_model(config, model, train_set, "train_old")
     device, rank, world = _setup(config)
     num_classes = _num_classes(train_set, num_classes)
     with _run_folder(config, rank, opts) as plan:
@@ -730,33 +843,36 @@ def old_stats_of(old_model:nn.Module, # the frozen old model
                  num_old:int, # number of old classes
                  device, batch_size:int=256, num_workers:int=0,
                  progress_bar:bool=True) -> OldClassStats:
-    "Old-class statistics from one in-order pass of the old model over a dataset (`boundary.old_class_stats`)."
-    return old_class_stats(old_model, old_train_set, num_old, device, batch_size, num_workers, progress=progress_bar)
+    "Old-class statistics from one in-order pass of the old model (through `OldEmbedder`) over a dataset (`boundary.old_class_stats`)."
+    return old_class_stats(OldEmbedder(old_model), old_train_set, num_old, device, batch_size, num_workers, progress=progress_bar)
 
 def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
               train_set, # the new training set of (image, label); old classes are labels 0..C_old-1
-              old:nn.Module|OldSide, # the trained old model (frozen here), or an `OldSide` with what is known of it
+              old:nn.Module|OldSide, # the trained old model (frozen here; any model of images to embeddings), or an `OldSide` with what is known of it
               num_classes:int|None=None, # classes of the new classifier; default: max label + 1
-              model:nn.Module|None=None, # a prepared new model (default: `build_model(config, num_classes)`)
+              model:nn.Module|None=None, # a prepared new model (default: `build_model(config, num_classes)`); config.dim is taken from it
               **options, # `RunOptions`: resume, resume_changed, overwrite, stop_after, progress_bar, trunk_cache, trunk_tag
              ) -> nn.Module:
     "Train a new model with cross-entropy + the compatibility loss of config.method against the frozen old model."
     if config.method == OLD_METHOD: raise ValueError("train_new: config.method is 'old'; use train_old for the old model")
     opts, old = run_options(**options), old if isinstance(old, OldSide) else OldSide(old)
+    config = _config_for_model(config, model, train_set, "train_new")
     device, rank, world = _setup(config)
     num_classes = _num_classes(train_set, num_classes)
-    old_model = _unwrap(old.model).to(device).eval().requires_grad_(False)
-    old_weight = old_model.classifier.weight.detach()
-    num_old = len(old_weight)
-    if num_old > num_classes: raise ValueError(f"train_new: the old classifier has {num_old} classes, more than the new one ({num_classes})")
-    check_label_spaces(getattr(old_model, "label_space", None), label_space_of(config, train_set), num_old)
+    old_model = OldEmbedder(old.model).to(device).eval().requires_grad_(False)
+    old_dim = embedding_dim(old_model, train_set)  # read from our EmbeddingModel; any other old model is run once on two images
+    classifier = old_classifier_of(old, old_dim)
+    if config.method == "bct" and classifier is None:
+        raise ValueError(f"train_new: method 'bct' passes the new embeddings through the old classifier, and the old model "
+                         f"({old_model.name}) has none that takes its {old_dim}-dimensional embeddings; give it as OldSide(model, "
+                         f"old_classifier=...) (weight (C_old, {old_dim}), optional bias), or as a `classifier` nn.Linear of the old model")
+    num_old = old_class_count(old, classifier)
+    if num_old > num_classes: raise ValueError(f"train_new: the old model has {num_old} classes, more than the new one ({num_classes})")
+    check_label_spaces(getattr(old_model.model, "label_space", None), label_space_of(config, train_set), num_old)
     with _run_folder(config, rank, opts) as plan:
         built = model is None
         model = build_model(config, num_classes) if built else model
-        if embedding_dim(model) != config.dim:
-            raise ValueError(f"train_new: the new model's embeddings have {embedding_dim(model)} dimensions but config.dim is {config.dim}; set dim={embedding_dim(model)}")
-        if embedding_dim(old_model) != embedding_dim(model):
-            raise ValueError(f"train_new: old embedding size {embedding_dim(old_model)} != new embedding size {embedding_dim(model)} (config.dim)")
+        if old_dim != config.dim: raise ValueError(f"train_new: old embedding size {old_dim} != new embedding size {config.dim} (config.dim)")
         if plan.action == "finished": return _finished(model, config)
         old_stats = old.stats
         if old_stats is None and config.method in NEEDS_STATS:
@@ -766,9 +882,9 @@ def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
                 old_train_set = Subset(train_set, torch.nonzero(labels < num_old).flatten().tolist())
             old_stats = old_stats_of(old_model, old_train_set, num_old, device, config.batch_size, config.num_workers,
                                      opts.progress_bar and rank == 0)
-        if old_stats is not None and old_stats.num_classes != num_old:
-            raise ValueError(f"train_new: old_stats cover {old_stats.num_classes} classes, the old classifier {num_old}")
-        compat = make_compat_loss(config.method, old_classifier_weight=old_weight, num_old_classes=num_old,
+        bias = getattr(classifier, "bias", None)
+        compat = make_compat_loss(config.method, old_classifier_weight=None if classifier is None else classifier.weight.detach(),
+                                  old_classifier_bias=bias.detach() if torch.is_tensor(bias) else None, num_old_classes=num_old,
                                   stats=old_stats.to(device) if old_stats is not None else None, new_classifier=model.classifier,
                                   dim=config.dim, boundary=config.boundary, adversarial=config.adversarial, T=config.T, seed=config.seed,
                                   discriminator_batches=config.discriminator_batches)

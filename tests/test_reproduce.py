@@ -3,11 +3,12 @@ import json, math, os, sys
 from pathlib import Path
 import pandas as pd
 import pytest
-from advbct.experiments import MAIN_ROWS, SETTINGS
+from advbct.experiments import MAIN_ROWS, SETTINGS, TRAINING_FREE_ROWS
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / "nbs"
-MAIN_METHODS = ["old", *MAIN_ROWS]
+MAIN_METHODS = ["old", *MAIN_ROWS]  # the trained rows
+TABLE_METHODS = [*MAIN_METHODS, *TRAINING_FREE_ROWS]  # then the training-free rows (maps fitted on phi*, no run)
 
 
 def run(nb, out, **parameters):
@@ -34,7 +35,7 @@ def check_main_table(out):
         for suffix in (".md", ".csv", ".tex"): assert (tables / f"{stem}{suffix}").is_file(), f"{stem}{suffix} missing"
     df = pd.read_csv(tables / "main_table.csv")
     for setting in SETTINGS:
-        assert list(df[df.setting == setting].method) == MAIN_METHODS, setting
+        assert list(df[df.setting == setting].method) == TABLE_METHODS, setting
     value_cols = [c for c in df.columns if c not in ("setting", "method")]
     for _, row in df.iterrows():
         for c in value_cols:
@@ -45,6 +46,42 @@ def check_main_table(out):
     records = json.loads((tables / "main_records.json").read_text())
     assert all(0 <= r[k] <= 1 for r in records for k in ("self", "cross", "old"))
     assert set(pd.read_csv(tables / "compatibility_summary.csv").setting) == set(SETTINGS)
+
+
+def check_backfilling_order(tables):
+    "The three backfilling orders per method: areas and negative flip rates in [0, 100], the oracle never below random."
+    for suffix in (".md", ".csv", ".tex"): assert (tables / f"backfilling_order{suffix}").is_file()
+    df = pd.read_csv(tables / "backfilling_order.csv")
+    assert set(df.method) == set(MAIN_ROWS) and set(df.order) == {"random", "disagreement", "oracle"}, df
+    values = df.drop(columns=["method", "order"])
+    assert values.map(lambda v: 0 <= v <= 100).all().all(), df
+    areas = [c for c in values.columns if "area" in c]
+    for method in MAIN_ROWS:
+        rows = df[df.method == method].set_index("order")
+        assert (rows.loc["oracle", areas] >= rows.loc["random", areas] - 1e-9).all(), (method, rows)
+
+
+def check_index_compatibility(tables, test_sets, distractors):
+    "The index table: every model through exact search and the three indexes, mAP and recall in [0, 100], exact = the main table's."
+    for suffix in (".md", ".csv", ".tex"): assert (tables / f"index_compatibility{suffix}").is_file()
+    df = pd.read_csv(tables / "index_compatibility.csv")
+    searches = ["exact", "ivf_flat", "ivf_pq", "hnsw"]
+    assert list(df.model) == [m for m in MAIN_METHODS for _ in searches] and list(df.search) == searches * len(MAIN_METHODS)
+    for _, row in df.iterrows():
+        for t in test_sets:
+            vals = numbers(row[t])
+            assert len(vals) == 2 and all(0 <= v <= 100 for v in vals), (row.model, row.search, t, row[t])
+            if row.search == "exact": assert vals[1] == 100.0, (row.model, t, row[t])
+    records = json.loads((tables / "index_compatibility_records.json").read_text())
+    assert all(0 <= r["map"] <= 1 for r in records)
+    assert all((r["n_distractors"] > 0) == distractors for r in records)
+    # without distractors, exact search gives the main table's own numbers: M(o,o) for the old model, M(n,o) for a new one
+    main = {(r["method"], r["test_set"]): r for r in json.loads((tables / "main_records.json").read_text())
+            if r["setting"] == "extended_data" and r["seed"] == 0}
+    for r in records:
+        if r["search"] == "exact_no_distractors":
+            want = main[("old" if r["model"] == "old" else r["model"], r["test_set"])]["old" if r["model"] == "old" else "cross"]
+            assert abs(r["map"] - want) < 1e-12, r
 
 
 @pytest.mark.slow  # the whole reproduction below covers it; kept to debug the main table alone
@@ -84,22 +121,27 @@ def test_reproduce_smoke(tmp_path):
     log = pd.read_csv(tables / "training_log.csv")
     assert {"ce", "total", "epoch"} <= set(log.columns) and log[["ce", "total"]].notna().all().all()
     timings = json.loads((tmp_path / "timings.json").read_text())
-    assert set(timings["notebooks"]) == {"main_table", "ablations", "backfilling", "training_curves", "embeddings", "sequential"}
+    assert set(timings["notebooks"]) == {"main_table", "ablations", "backfilling", "index_compatibility", "training_curves", "embeddings", "sequential"}
     summary = (tmp_path / "summary.md").read_text()
     assert "main_table" in summary and "figures/backfilling.png" in summary
     # the executed notebooks are kept
-    assert len(list((tmp_path / "notebooks").glob("*.ipynb"))) == 6
+    assert len(list((tmp_path / "notebooks").glob("*.ipynb"))) == 7
+    check_backfilling_order(tables)
+    check_index_compatibility(tables, ["synthetic_a", "synthetic_b"], distractors=True)
     # one progress line per run, printed by the main-table notebook and passed on by reproduce.ipynb (what `make reproduce` shows)
     texts = {}
     for nb in (tmp_path / "notebooks" / "main_table.ipynb", tmp_path / "nb" / "reproduce.ipynb"):
         cells = json.loads(nb.read_text())["cells"]
         texts[nb.name] = text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("name") == "stdout")
         for setting in SETTINGS:
-            for method in MAIN_METHODS:
+            for method in TABLE_METHODS:
                 assert f"{setting} | {method} | seed 0 | " in text, (nb.name, setting, method)
     # every run trained first, in reproduce.ipynb's one pool: the main table's notebook found each one finished
     lines = [l for l in texts["main_table.ipynb"].splitlines() if " | seed 0 | " in l]
-    assert len(lines) == len(SETTINGS) * len(MAIN_METHODS) and all("(cached)" in l for l in lines), lines
+    trained = [l for l in lines if l.split(" | ")[1] in MAIN_METHODS]
+    assert len(trained) == len(SETTINGS) * len(MAIN_METHODS) and all("(cached)" in l for l in trained), lines
+    # the training-free rows fit their maps in the notebook: one line each, nothing trained
+    assert len(lines) - len(trained) == len(SETTINGS) * len(TRAINING_FREE_ROWS) and all("no training" in l for l in lines if l not in trained), lines
     pool_lines = [l for l in texts["reproduce.ipynb"].splitlines() if l.endswith("trained in the pool")]
     # (the smoke profile's backbone settings are its data and class runs: each run is trained once)
     assert {l.split(" | ")[1] for l in pool_lines if l.split(" | ")[0] in SETTINGS} >= set(MAIN_ROWS), pool_lines
@@ -163,7 +205,10 @@ def test_reproduce_paper_layout(tmp_path, monkeypatch):
         text = (tables / f"{stem}.md").read_text()
         assert "uncropped (paper)" in text and "cropped (revisitop)" in text, (stem, text[:500])
     df = pd.read_csv(tables / "main_table.csv")
-    assert set(df.setting) == set(SETTINGS) and set(df.method) == set(MAIN_METHODS)
+    assert set(df.setting) == set(SETTINGS) and set(df.method) == set(TABLE_METHODS)
+    check_backfilling_order(tables)
+    check_index_compatibility(tables, ["rparis6k", "roxford5k", "rparis6k-uncropped", "roxford5k-uncropped", "gldv2"],
+                              distractors=False)
     for col in ("rparis6k", "roxford5k", "gldv2"):
         for cell in df[col]:
             vals = numbers(cell)
