@@ -19,13 +19,15 @@ from .config import TrainConfig, profile as base_profile, with_overrides, PROFIL
 from .losses import COMPAT_LOSSES
 from .datasets import (setting_data, SettingData, DecodedImages, subset_in_memory, data_fingerprint, stage_set,
                              IN_MEMORY_DATASETS)
-from .evaluate import (evaluate_pair, embed_test_set, embed_test_sets, model_fingerprint, test_set_parts, rank_gallery,
+from .evaluate import (evaluate_pair, embed_test_set, embed_test_sets, model_fingerprint, test_set_parts,
+                             rank_gallery,
                              score_ranks)
 from .adapters import fit_adapter
 from .losses import make_compat_loss
 from .files import atomic_write_text, RunLock
 from .trunk import TrunkCache, FromTrunk, has_trunk
-from .train import (train_old, train_new, OldSide, load_model, embed_dataset, old_stats_of, build_model, training_inputs,
+from .train import (train_old, train_new, OldSide, load_model, embed_dataset, old_stats_of, build_model,
+                          training_inputs,
                           init_seed, NEW_INIT_OFFSET, MODEL, CHECKPOINT, LOG, NEEDS_STATS, resolve_device,
                           dataset_labels, git_commit, read_checkpoint, data_tag)
 
@@ -252,7 +254,7 @@ def notebook_setup(profile:str, # papermill parameters of an experiment notebook
 
 # %% ../nbs/11_experiments.ipynb #2e61cbdf
 class RunStore:
-    "Run folders under a runs_dir, and what this process keeps of them: fingerprints, data, decoded images, trunk cache, pool, runs."
+    "Run folders under a runs_dir, and what this process keeps of them: fingerprints, data, images, trunks, pool."
     def __init__(self, runs_dir, # parent folder of all runs
                  progress:bool=True, # progress bars of the runs this process trains
                  log:bool=True, # print a line as each pool run finishes
@@ -342,7 +344,7 @@ class RunStore:
         return len(keys)
 
     def embed_test_sets(self, model, test_sets, device, trunk_cache:TrunkCache|None=None):
-        "Put a model's test-set embeddings in `embeddings_dir`, where an evaluation of it finds them (`embed_test_set`)."
+        "Put a model's test-set embeddings in `embeddings_dir`, where its evaluation finds them (`embed_test_set`)."
         embed_test_sets(model, test_sets, self.embeddings_dir, trunk_cache, device=device, progress=False)
 
     def collect(self, key):
@@ -489,7 +491,7 @@ class OldPass:
 
 @dataclass(frozen=True)
 class Setting:
-    "A profile's setting and seed, assembled once (`RunStore.setting`): data, old model, old-model pass, row configs; also a sequential stage."
+    "A setting and seed (or a sequential stage), assembled once: data, old model and its pass, row configs."
     profile: str
     name: str # one of SETTINGS (a sequential stage: "extended_data")
     seed: int
@@ -624,7 +626,7 @@ def train_setting(profile:str, # a key of config.PROFILE_REGISTRY
                   runs, # a RunStore (or the folder of one, for this call alone)
                   method_options:dict|None=None, # {row name: {"method": loss, **TrainConfig fields}}
                   progress:bool=True, # progress bars
-                  on_run=None, # on_run(row, model, folder, setting, trained) per run, old first; trained: in this session
+                  on_run=None, # on_run(row, model, folder, setting, trained) per run, old first (trained: this session)
                   workers:int|None=1, # new models trained at once, one process each; None: `default_workers`
                   devices:list[str]|None=None, # one device per process (default: `pool_devices`)
                   **changes) -> dict: # old, new {row: model}, folders, data, old_config, configs, trunk_cache, setting
@@ -656,7 +658,7 @@ def train_setting(profile:str, # a key of config.PROFILE_REGISTRY
     return out
 
 def _record_tags(test_sets) -> dict:
-    "{test set: its protocol / variant tags}: ROxford/RParis records carry their query protocol, embedded-benchmark ones their variant."
+    "{test set: its tags}: ROxford/RParis records carry their query protocol, embedded-benchmark ones their variant."
     return {t.name: {k: getattr(t, k) for k in ("protocol", "variant") if getattr(t, k, None)} for t in test_sets}
 
 def run_line(setting:str, row:str, seed:int,
@@ -701,15 +703,17 @@ def run_setting(profile:str, # a key of config.PROFILE_REGISTRY
 
 
 # %% ../nbs/11_experiments.ipynb #tf000001
-# the main table's training-free rows: {row: (side, adapter kind)} on top of phi* ("independent"); "query": h maps phi*'s
-# queries into the old space (searched against the old gallery), "gallery": g maps the stored old gallery into phi*'s space
+# the main table's training-free rows: {row: (side, adapter kind)} on top of phi* ("independent");
+# "query": h maps phi*'s queries into the old space (searched against the old gallery),
+# "gallery": g maps the stored old gallery into phi*'s space
 TRAINING_FREE_ROWS = {"adapter_procrustes": ("query", "procrustes"), "adapter_ridge": ("query", "ridge"),
                       "adapter_mlp": ("query", "mlp"), "fct_gallery": ("gallery", "mlp")}
 TRAINING_FREE_BASE = "independent"  # the new model every training-free row starts from: phi*
 
 def _train_embeddings(net, inputs, config:TrainConfig, device) -> np.ndarray:
     "(N, d) float32 embeddings of a training set, in order."
-    return embed_dataset(net, inputs, config.batch_size, device, config.num_workers, progress_bar=False).float().cpu().numpy()
+    emb = embed_dataset(net, inputs, config.batch_size, device, config.num_workers, progress_bar=False)
+    return emb.float().cpu().numpy()
 
 def training_free_setting(profile:str, # a key of config.PROFILE_REGISTRY
                           setting:str, # one of SETTINGS
@@ -717,20 +721,24 @@ def training_free_setting(profile:str, # a key of config.PROFILE_REGISTRY
                           runs, # a RunStore (or the folder of one) holding the setting's trained old model and phi*
                           rows=tuple(TRAINING_FREE_ROWS), # keys of TRAINING_FREE_ROWS
                           log:bool=True, # print one line per row
-                          **changes) -> list[dict]: # {setting, method, seed, test_set, self, cross, old[, protocol, variant]}
-    "Fit the training-free rows' maps on phi*'s and the old model's embeddings of the new training set; their records (mAP fractions)."
+                          **changes) -> list[dict]: # records as `run_setting` makes them
+    "Fit the training-free rows' maps on phi*'s and the old model's embeddings of the new training set; their records."
     unknown = [r for r in rows if r not in TRAINING_FREE_ROWS]
-    if unknown: raise ValueError(f"training_free_setting: unknown row(s) {unknown}; valid: {', '.join(TRAINING_FREE_ROWS)}")
+    if unknown:
+        raise ValueError(f"training_free_setting: unknown row(s) {unknown}; valid: {', '.join(TRAINING_FREE_ROWS)}")
     store = _store_of(runs)
     old_config = experiment_config(profile, setting, seed, **changes)
-    missing = lambda what: RuntimeError(f"training_free_setting: {what} of {setting} seed {seed} is not trained in {store.root}; "
-                                        f"run run_setting(profile, setting, [{TRAINING_FREE_BASE!r}, ...], seed, store) first")
+    missing = lambda what: RuntimeError(f"training_free_setting: {what} of {setting} seed {seed} is not trained in "
+                                        f"{store.root}; "
+                                        f"run run_setting(profile, setting, [{TRAINING_FREE_BASE!r}, ...], seed, "
+                                        f"store) "
+                                        f"first")
     if not is_finished(store.folder(old_config)): raise missing("the old model")
     s = store.setting(profile, setting, [TRAINING_FREE_BASE], seed, None, changes, progress=False)
     config = s.configs[TRAINING_FREE_BASE]
     if not is_finished(store.folder(config)): raise missing(f"phi* ({TRAINING_FREE_BASE!r})")
     star, _ = store.run(config, s.trainer(TRAINING_FREE_BASE, False), s.device)  # finished: loaded, never trained
-    # the new training set as phi* saw it (its cached trunk features with cache_trunk), embedded by phi* and the old model
+    # the new training set as phi* saw it (its cached trunk features with cache_trunk), embedded by phi* and the old
     start = time.time()
     new_train = _train_embeddings(FromTrunk(star) if config.cache_trunk else star,
                                   training_inputs(config, star, s.data.new, s.trunk_cache), config, s.device)
@@ -739,22 +747,26 @@ def training_free_setting(profile:str, # a key of config.PROFILE_REGISTRY
     else: old_train = old_train.float().cpu().numpy()
     pairs_seconds = time.time() - start
     # the test sets' embeddings, as the trained rows' evaluation cached them
-    new, old = (embed_test_sets(m, s.data.test_sets, store.embeddings_dir, s.trunk_cache, device=s.device, progress=False)
+    new, old = (embed_test_sets(m, s.data.test_sets, store.embeddings_dir, s.trunk_cache, device=s.device,
+                                progress=False)
                 for m in (star, s.old_model))
     tags, records = _record_tags(s.data.test_sets), []
-    base = {t.name: (score_ranks(t, rank_gallery(*new[t.name], t))["map"], score_ranks(t, rank_gallery(*old[t.name], t))["map"])
+    base = {t.name: (score_ranks(t, rank_gallery(*new[t.name], t))["map"],
+                     score_ranks(t, rank_gallery(*old[t.name], t))["map"])
             for t in s.data.test_sets}
     for row in rows:
         side, kind = TRAINING_FREE_ROWS[row]
         start = time.time()
-        fit = fit_adapter(new_train, old_train, kind, seed) if side == "query" else fit_adapter(old_train, new_train, kind, seed)
+        source, target = (new_train, old_train) if side == "query" else (old_train, new_train)
+        fit = fit_adapter(source, target, kind, seed)
         scores = {}
         for t in s.data.test_sets:
             (nq, _), (_, og) = new[t.name], old[t.name]
             ranks = rank_gallery(fit(nq), og, t) if side == "query" else rank_gallery(nq, fit(og), t)
             self_map, old_map = base[t.name]
             scores[t.name] = dict(self=self_map, cross=score_ranks(t, ranks)["map"], old=old_map)
-        records.extend(dict(setting=setting, method=row, seed=seed, test_set=t, **v, **tags.get(t, {})) for t, v in scores.items())
+        records.extend(dict(setting=setting, method=row, seed=seed, test_set=t, **v, **tags.get(t, {}))
+                       for t, v in scores.items())
         if log:
             cells = "  ".join(f"{t} {100 * v['self']:.1f}/{100 * v['cross']:.1f}" for t, v in scores.items())
             print(f"{setting} | {row} | seed {seed} | {time.time() - start:.1f} s fit, no training "
@@ -783,15 +795,17 @@ def sequential_upgrades(profile:str, # a key of config.PROFILE_REGISTRY
     data = store.setting_data(base)
     sets = [stage_set(data.new, f, base.split_seed) for f in fractions]
     if base.dataset in IN_MEMORY_DATASETS:  # the embedded benchmarks are decoded once; real data streams from disk
-        sets = [subset_in_memory(s, data.new, data.new, f"{f:.0%} training set", progress) for s, f in zip(sets, fractions)]
+        sets = [subset_in_memory(s, data.new, data.new, f"{f:.0%} training set", progress)
+                for s, f in zip(sets, fractions)]
     device, trunk_cache = resolve_device(base.device), store.trunk_cache(base)
     def stage_line(k, folder):
         if log:
             print(f"sequential {method} | phi_{k + 1} ({fractions[k]:.0%} of the data) | seed {seed} | "
                   f"{run_seconds(folder):.0f} s{'' if folder in store.trained else ' (cached)'}", flush=True)
     config = _stage_config(base, method, fractions, 0, None)
-    model, folder = store.run(config, lambda c, resume: train_old(c, sets[0], num_classes=data.num_classes, resume=resume,
-                                                                  progress_bar=progress, trunk_cache=trunk_cache), device)
+    first = lambda c, resume: train_old(c, sets[0], num_classes=data.num_classes, resume=resume, progress_bar=progress,
+                                        trunk_cache=trunk_cache)
+    model, folder = store.run(config, first, device)
     stage_line(0, folder)
     models, folders = [model], [folder]
     # the later stages' trunk features, for processes that train them (same frozen trunk)
@@ -809,7 +823,7 @@ def sequential_upgrades(profile:str, # a key of config.PROFILE_REGISTRY
                 stage_sets=sets)
 
 def _stage_config(base:TrainConfig, method:str, fractions, k:int, old_dir:Path|None) -> TrainConfig:
-    "The config of stage k of a chain: phi_1 (k = 0) the old model on the first share; later the method against phi_k (its run folder) on its share."
+    "Stage k's config: phi_1 (k = 0) the old model on the first share, later the method against phi_k on its share."
     # phi_1 is the extended-data old model at the first share (at the split's own share, the main table's old model)
     if k == 0: return replace(base, split_fraction=fractions[0])
     # every stage starts from its own random weights (phi_3 must not share phi_2's initialisation)
@@ -844,7 +858,8 @@ def _queue_chains(store:RunStore, profile:str, methods, fractions, seed:int, pro
     sequential_upgrades(profile, methods[0], fractions, seed, store, progress, log=False, upto=1, **changes)
     store.pool(workers, devices)
     for m in methods:
-        store.submit(("chain", m, seed), f"sequential {m} | seed {seed}", "train_chain", profile, m, fractions, seed, changes)
+        store.submit(("chain", m, seed), f"sequential {m} | seed {seed}", "train_chain", profile, m, fractions, seed,
+                     changes)
     return len(methods)
 
 def sequential_chains(profile:str, # a key of config.PROFILE_REGISTRY
@@ -876,19 +891,21 @@ def queue_reproduction(profile:str, # a key of config.PROFILE_REGISTRY
                        chains=SEQUENTIAL_METHODS, # the sequential experiment's methods
                        progress:bool=True,
                        **changes) -> int: # runs and chains queued
-    "Queue every training of `make reproduce` in one pool: the experiment notebooks then only evaluate (each pool run also embeds its test sets)."
+    "Queue every training of `make reproduce` in one pool (each run embeds its test sets): the notebooks only evaluate."
     store, queued = _store_of(runs), 0
     if workers is not None: _check_workers(workers)
     for seed in seeds:
         # old models first (here), then every new model: no process waits between settings or notebooks
         for setting in settings:
-            queued += queue_setting(profile, setting, MAIN_ROWS, seed, store, None, progress, workers, devices, **changes)
+            queued += queue_setting(profile, setting, MAIN_ROWS, seed, store, None, progress, workers, devices,
+                                    **changes)
         base = experiment_config(profile, "extended_data", seed, **changes)
         workers = _check_workers(workers, base.device)
         parallel, devices = _pool_for(workers, resolve_device(base.device), devices)
         # the chains (two stages each) before the single ablation runs, so that the pool's last work is short
         if parallel and chains and not all(_chain_finished(store, base, m, SEQUENTIAL_FRACTIONS) for m in chains):
-            queued += _queue_chains(store, profile, list(chains), SEQUENTIAL_FRACTIONS, seed, progress, workers, devices,
+            queued += _queue_chains(store, profile, list(chains), SEQUENTIAL_FRACTIONS, seed, progress, workers,
+                                    devices,
                                     changes)
         if ablations:
             queued += queue_setting(profile, "extended_data", ABLATION_ROWS + ABLATION_SWEEP, seed, store, ABLATIONS,
@@ -922,7 +939,8 @@ def elastic_radii(folder, # run folder of an advbct run (its model.pt keeps the 
     boundary = ckpt.get("boundary")
     if boundary is None:  # a model.pt written before model files kept the boundary: the resume checkpoint has it
         if not (folder/CHECKPOINT).is_file():
-            raise FileNotFoundError(f"elastic_radii: {folder/MODEL} keeps no learned boundary and there is no {CHECKPOINT}; "
+            raise FileNotFoundError(f"elastic_radii: {folder/MODEL} keeps no learned boundary and there is no "
+                                    f"{CHECKPOINT}; "
                                     f"train the run again")
         compat = read_checkpoint(folder/CHECKPOINT, "training checkpoint", ("compat",))["compat"]
         boundary = {k.split(".", 1)[1]: v for k, v in compat.items() if k.startswith("boundary.")}
