@@ -866,9 +866,12 @@ def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
         raise ValueError(f"train_new: method 'bct' passes the new embeddings through the old classifier, and the old model "
                          f"({old_model.name}) has none that takes its {old_dim}-dimensional embeddings; give it as OldSide(model, "
                          f"old_classifier=...) (weight (C_old, {old_dim}), optional bias), or as a `classifier` nn.Linear of the old model")
+    # a recorded label space is checked first: a new split that does not match the old one is the mistake to name
+    old_space = getattr(old_model.model, "label_space", None)
+    rows = classifier.weight.shape[0] if classifier is not None else len((old_space or {}).get("class_ids", []))
+    check_label_spaces(old_space, label_space_of(config, train_set), rows)
     num_old = old_class_count(old, classifier)
     if num_old > num_classes: raise ValueError(f"train_new: the old model has {num_old} classes, more than the new one ({num_classes})")
-    check_label_spaces(getattr(old_model.model, "label_space", None), label_space_of(config, train_set), num_old)
     with _run_folder(config, rank, opts) as plan:
         built = model is None
         model = build_model(config, num_classes) if built else model
