@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
-from .search import topk, as_embeddings
+import time
+from .search import topk, as_embeddings, build_index, scaled_index_params, INDEX_KINDS
 from .files import atomic_write
 from .passes import batched_pass, resolve_device
 from .trunk import TrunkCache, FromTrunk, has_trunk, hash_tensors
@@ -19,10 +20,10 @@ from .metrics import (revisited_map, gldv2_map, drop_self_matches, topk_accuracy
                             backfill_area, negative_flip_rate, paper_scores, update_gain, compatible)
 
 # %% auto #0
-__all__ = ['BACKFILL_ORDERS', 'model_fingerprint', 'extract_embeddings', 'LabelledTestSet', 'test_set_kind', 'rank_gallery',
-           'score_ranks', 'top1_correct', 'test_set_parts', 'embed_test_set', 'embed_test_sets', 'evaluate_model',
-           'evaluate_pair', 'backfill_curve', 'checked_embeddings', 'evaluate_embeddings', 'compatibility_report',
-           'refresh_gains', 'backfill_order']
+__all__ = ['INDEX_SEARCHES', 'BACKFILL_ORDERS', 'model_fingerprint', 'extract_embeddings', 'LabelledTestSet', 'test_set_kind',
+           'rank_gallery', 'score_ranks', 'top1_correct', 'test_set_parts', 'embed_test_set', 'embed_test_sets',
+           'evaluate_model', 'evaluate_pair', 'backfill_curve', 'checked_embeddings', 'evaluate_embeddings',
+           'map_at_depth', 'index_recall', 'index_searches', 'compatibility_report', 'refresh_gains', 'backfill_order']
 
 # %% ../nbs/02_evaluate.ipynb #9577434f
 def model_fingerprint(model:torch.nn.Module) -> str:
@@ -336,6 +337,93 @@ def evaluate_embeddings(test_set, # scores the ranking (see the top of this page
     e = checked_embeddings(test_set, dict(queries=queries, gallery=gallery))
     return score_ranks(test_set, rank_gallery(e["queries"], e["gallery"], test_set, backend))
 
+# %% ../nbs/02_evaluate.ipynb #137cb5e3
+def map_at_depth(test_set, # scores the ranking (see the top of this page)
+                 ranks:np.ndarray, # (n_queries, k) gallery rows, best first, -1 for an empty slot
+                 n_gallery:int, # rows of the gallery searched: the test set's own, then any distractors
+                 depth:int=100, # the results a query asked for (GLDv2's k)
+                ) -> float: # the headline mAP; positives not returned are misses
+    "The test set's headline mAP of truncated rankings over its gallery and distractors after it."
+    kind, ranks = test_set_kind(test_set), np.asarray(ranks)
+    if kind == "revisited": return revisited_map(ranks, test_set.gnd, n_gallery=n_gallery)["medium"]["map"]
+    if kind == "gldv2": return gldv2_map(ranks, test_set.positives, k=depth)
+    labels, own = np.asarray(test_set.labels), _gallery_labels(test_set)
+    queries_are_gallery = own is None
+    if queries_are_gallery: own = labels
+    if n_gallery < len(own):
+        raise ValueError(f"n_gallery = {n_gallery} is smaller than the {len(own)} gallery items of {test_set.name!r}")
+    classes, counts = np.unique(own, return_counts=True)
+    at = np.minimum(np.searchsorted(classes, labels), len(classes) - 1)
+    relevant = np.where(classes[at] == labels, counts[at], 0)
+    nobody = min(labels.min(), own.min()) - 1  # a distractor is of nobody's class
+    gallery_labels = np.concatenate([own, np.full(n_gallery - len(own), nobody, dtype=own.dtype)])
+    if queries_are_gallery:  # each query's own row is not a result
+        ranks, relevant = drop_self_matches(ranks, np.arange(len(labels))), relevant - 1
+    return label_map(ranks, labels, gallery_labels, n_relevant=relevant)
+
+def index_recall(ranks:np.ndarray, # (n_queries, k) rows returned by an index, -1 for an empty slot
+                 exact:np.ndarray, # (n_queries, k) rows of exact search
+                 block:int=256, # queries compared at a time (k x k comparisons each)
+                ) -> float: # mean share, over queries, of the exact results returned
+    "Mean share of each query's exact top-k (its -1 slots left out) that `ranks` returns too."
+    ranks, exact = np.asarray(ranks), np.asarray(exact)
+    if ranks.shape != exact.shape: raise ValueError(f"ranks {ranks.shape} and exact {exact.shape} must have one shape")
+    shares = []
+    for a in range(0, len(ranks), block):
+        r, e = ranks[a:a + block], exact[a:a + block]
+        found = e >= 0
+        shared = ((r[:, :, None] == e[:, None, :]) & found[:, None, :]).any(1)
+        shares.append(shared.sum(1) / np.maximum(found.sum(1), 1))
+    return float(np.concatenate(shares).mean()) if shares else float("nan")
+
+INDEX_SEARCHES = ("ivf_flat", "ivf_pq", "hnsw")  # the approximate indexes a report searches through by default
+
+def _timed_search(queries:np.ndarray, index, k:int, repeats:int) -> tuple: # (ranks, median seconds)
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter(); _, ranks = topk(queries, index, k); seconds.append(time.perf_counter() - start)
+    return ranks, float(np.median(seconds))
+
+def index_searches(test_set, # scores the rankings (see the top of this page)
+                   gallery, # (n, d) the old gallery's embeddings, distractors (if any) after the test set's own items
+                   queries:dict, # {model name: (n_queries, d) its query embeddings}, searched against `gallery`
+                   kinds=INDEX_SEARCHES, # indexes besides exact search, each one of `advbct.search.INDEX_KINDS`
+                   depth:int=100, # results a query gets back
+                   params:dict|None=None, # {kind: build_index overrides}; default `scaled_index_params`
+                   repeats:int=3, # timed searches of every query set (the median counts)
+                  ) -> list[dict]: # a record per (search, model): map, map_exact, recall, build_s, query_ms, params
+    "Search each model's queries exactly and through each index built over the old gallery; score, compare, time."
+    g = _embedding_array(gallery, "gallery")
+    n, d = g.shape
+    unknown = [k for k in kinds if k not in INDEX_KINDS or k == "flat"]
+    if unknown: raise ValueError(f"index kinds must be among {INDEX_SEARCHES}; got {unknown}")
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
+    if repeats < 1: raise ValueError(f"repeats must be >= 1; got {repeats}")
+    extra = set(params or {}) - set(kinds)
+    if extra: raise ValueError(f"params given for {sorted(extra)}, which are not among the kinds searched {list(kinds)}")
+    n_queries = _expected_rows(test_set, {})["queries"][0]
+    qs = {}
+    for name, q in queries.items():
+        qs[name] = _embedding_array(q, f"queries {name!r}")
+        if qs[name].shape != (n_queries, d):
+            raise ValueError(f"queries {name!r} must have shape ({n_queries}, {d}), one per query of {test_set.name!r} in the "
+                             f"gallery's dimension; got {qs[name].shape}")
+    k = depth + (test_set_kind(test_set) == "labels" and _gallery_labels(test_set) is None)  # room for the query's own row
+    records, exact = [], {}
+    for search in ("exact",) + tuple(kinds):
+        kind = "flat" if search == "exact" else search
+        start = time.perf_counter()
+        index = build_index(g, kind, **{**scaled_index_params(kind, n, d, depth), **(params or {}).get(search, {})})
+        build_s = time.perf_counter() - start
+        for name, q in qs.items():
+            ranks, seconds = _timed_search(q, index, k, repeats)
+            m = map_at_depth(test_set, ranks, n, depth)
+            if search == "exact": exact[name] = (ranks, m)
+            records.append(dict(model=name, search=search, n_gallery=n, params=index.params, map=m, map_exact=exact[name][1],
+                                recall=index_recall(ranks, exact[name][0]), build_s=build_s, query_ms=1000 * seconds / len(q)))
+    return records
+
 # %% ../nbs/02_evaluate.ipynb #0ad3449f
 def compatibility_report(test_set, # one test set (see the top of this page); `LabelledTestSet(name, None, labels, gallery_labels=...)` for labels alone
                          old_queries, # (n_queries, d) the queries embedded by the old model
@@ -347,6 +435,8 @@ def compatibility_report(test_set, # one test set (see the top of this page); `L
                          fractions=np.linspace(0, 1, 11), # backfilled fractions of the gallery (`backfill_curve`)
                          seed:int=0, # the order in which the gallery is backfilled
                          backend:str="faiss", # `topk` backend
+                         indexes=INDEX_SEARCHES, # faiss indexes over the old gallery to search through (`index_searches`); () for none
+                         depth:int=100, # results a query gets back from each index
                         ) -> dict: # every number; None where an input it needs is missing
     "Every compatibility number of a new model on one test set, from stored embeddings."
     e = checked_embeddings(test_set, dict(old_queries=old_queries, old_gallery=old_gallery, new_queries=new_queries, new_gallery=new_gallery,
@@ -368,13 +458,23 @@ def compatibility_report(test_set, # one test set (see the top of this page); `L
     backfilling = None
     if "new_gallery" in e:
         backfilling = backfill_curve(e["old_queries"], e["new_queries"], e["old_gallery"], e["new_gallery"], test_set, fractions, seed, backend)
+    index = None
+    if indexes:
+        rows = index_searches(test_set, e["old_gallery"], {"old": e["old_queries"], "new": e["new_queries"]}, indexes, depth)
+        index = {"depth": depth, "searches": [_index_row(rows[i], rows[i + 1]) for i in range(0, len(rows), 2)]}
     return {"test_set": test_set.name, "kind": test_set_kind(test_set), "n_queries": len(e["old_queries"]), "n_gallery": len(e["old_gallery"]),
             "old": m["old"], "cross": m["cross"], "self": m.get("self"), "independent": star,
             "compatible": compatible(m["cross"], m["old"]),
             "negative_flip_rate": negative_flip_rate(top1_correct(test_set, old_ranks), top1_correct(test_set, cross_ranks)),
             "update_gain": update_gain(m["cross"], m["old"], star) if gain_defined else None,
             **{k: scores.get(k) for k in ("P_up", "P_comp", "P_1")},
-            "backfilling": backfilling, "metrics": metrics}
+            "backfilling": backfilling, "index": index, "metrics": metrics}
+
+def _index_row(old:dict, new:dict) -> dict: # one search's M(o,o) and M(n,o) through the same index
+    return {"search": old["search"], "params": old["params"], "old": old["map"], "cross": new["map"],
+            "old_exact": old["map_exact"], "cross_exact": new["map_exact"], "compatible": compatible(new["map"], old["map"]),
+            "old_recall": old["recall"], "new_recall": new["recall"], "build_s": old["build_s"],
+            "old_query_ms": old["query_ms"], "new_query_ms": new["query_ms"]}
 
 # %% ../nbs/02_evaluate.ipynb #b7f1c2a2
 def _ap_terms(test_set):

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['INDEX_KINDS', 'BACKENDS', 'as_embeddings', 'GalleryIndex', 'build_index', 'topk']
+__all__ = ['INDEX_KINDS', 'BACKENDS', 'INDEX_VECTORS_PER_LIST', 'INDEX_PROBED_SHARE', 'INDEX_DIMS_PER_CODE', 'as_embeddings',
+           'GalleryIndex', 'build_index', 'topk', 'scaled_index_params']
 
 # %% ../nbs/00_search.ipynb #34795cca
 def as_embeddings(x, # array-like (n, d) of finite numbers
@@ -190,3 +191,22 @@ def _index_search(q:np.ndarray, # (n_queries, d) L2-normalised float32 queries
     s, i = s.astype(np.float32, copy=False), i.astype(np.int64, copy=False)
     s[i < 0] = -np.inf   # faiss leaves its own filler (e.g. -3.4e38) there
     return s, i
+
+# %% ../nbs/00_search.ipynb #fe9409e6
+INDEX_VECTORS_PER_LIST = 256   # scaled_index_params: IVF lists = round(n / 256)
+INDEX_PROBED_SHARE = 1 / 8     # IVF lists searched per query: nprobe = round(lists / 8), at least 1
+INDEX_DIMS_PER_CODE = 8        # IVF-PQ: a sub-quantizer per 8 dimensions
+
+def scaled_index_params(kind:str, # one of INDEX_KINDS
+                        n:int, # gallery vectors
+                        d:int, # their dimension
+                        depth:int=100, # results each query asks for (HNSW's efSearch)
+                       ) -> dict: # keyword arguments for `build_index(gallery, kind, **params)`
+    "The parameters of an index of `kind` scaled to a gallery of n vectors of dimension d (the rule above)."
+    if kind not in INDEX_KINDS: raise ValueError(f"kind must be one of {INDEX_KINDS}; got {kind!r}")
+    if kind == "flat": return {}
+    if kind == "hnsw": return dict(M=32, efConstruction=40, efSearch=int(depth))
+    nlist = max(1, round(n / INDEX_VECTORS_PER_LIST))
+    params = dict(nlist=nlist, nprobe=max(1, round(nlist * INDEX_PROBED_SHARE)))
+    if kind == "ivf_pq": params["m"] = max(q for q in range(1, max(1, d // INDEX_DIMS_PER_CODE) + 1) if d % q == 0)
+    return params
