@@ -125,6 +125,11 @@ def in_memory(dataset, # (image, label) items
     return _carry(dataset, TensorDataset(*batched_pass(lambda x: x, dataset, 256, "cpu", progress=progress, desc=desc,
                                                        labels=True)))
 
+def _reaches(dataset, base) -> bool:
+    "Whether `dataset` is `base` itself or `base` seen through nested Relabeled / Subset index subsets."
+    while dataset is not base and isinstance(dataset, (Relabeled, Subset)): dataset = dataset.dataset
+    return dataset is base
+
 def _index_chain(dataset, base, labels:torch.Tensor):
     "(positions in `base`, labels) of `dataset` when it is `base` seen through nested Relabeled / Subset index subsets; else None."
     if dataset is base: return torch.arange(len(base)), labels
@@ -189,7 +194,7 @@ class DecodedImages:
                desc:str,
               ) -> TensorDataset:
         "`in_memory(dataset)`, gathered from base decoded once (`decoded`), so every split and seed shares one decode."
-        if _index_chain(dataset, base, torch.zeros(len(base), dtype=torch.long)) is None:
+        if not _reaches(dataset, base):
             return in_memory(dataset, desc, self.progress)
         return subset_in_memory(dataset, base, self.decoded(base, key, f"{desc}: every training image"), desc, self.progress)
 

@@ -479,10 +479,10 @@ class OldPass:
                                        self.config.batch_size, self.config.num_workers, progress_bar=False)
         return self._stats
 
-    def embeddings(self, config:TrainConfig):
-        "The old model's embeddings of the new training set, when `config` trains from them."
+    def embeddings(self, config:TrainConfig, always:bool=False):
+        "The old model's embeddings of the new training set, when `config` trains from them (or `always`)."
         # training from trunk features cannot run the old model every step: its embeddings are looked up
-        if not (config.cache_old_embeddings or config.cache_trunk): return None
+        if not (always or config.cache_old_embeddings or config.cache_trunk): return None
         if self._emb is None:
             net, images = self._net_and_data("new")
             self._emb = embed_dataset(net, images, self.config.batch_size, self.device, self.config.num_workers,
@@ -728,11 +728,9 @@ def training_free_setting(profile:str, # a key of config.PROFILE_REGISTRY
         raise ValueError(f"training_free_setting: unknown row(s) {unknown}; valid: {', '.join(TRAINING_FREE_ROWS)}")
     store = _store_of(runs)
     old_config = experiment_config(profile, setting, seed, **changes)
-    missing = lambda what: RuntimeError(f"training_free_setting: {what} of {setting} seed {seed} is not trained in "
-                                        f"{store.root}; "
-                                        f"run run_setting(profile, setting, [{TRAINING_FREE_BASE!r}, ...], seed, "
-                                        f"store) "
-                                        f"first")
+    missing = lambda what: RuntimeError(
+        f"training_free_setting: {what} of {setting} seed {seed} is not trained in {store.root}; "
+        f"run run_setting(profile, setting, [{TRAINING_FREE_BASE!r}, ...], seed, store) first")
     if not is_finished(store.folder(old_config)): raise missing("the old model")
     s = store.setting(profile, setting, [TRAINING_FREE_BASE], seed, None, changes, progress=False)
     config = s.configs[TRAINING_FREE_BASE]
@@ -742,9 +740,7 @@ def training_free_setting(profile:str, # a key of config.PROFILE_REGISTRY
     start = time.time()
     new_train = _train_embeddings(FromTrunk(star) if config.cache_trunk else star,
                                   training_inputs(config, star, s.data.new, s.trunk_cache), config, s.device)
-    old_train = s.old_pass.embeddings(config)
-    if old_train is None: old_train = _train_embeddings(*s.old_pass._net_and_data("new"), config, s.device)
-    else: old_train = old_train.float().cpu().numpy()
+    old_train = s.old_pass.embeddings(config, always=True).float().cpu().numpy()
     pairs_seconds = time.time() - start
     # the test sets' embeddings, as the trained rows' evaluation cached them
     new, old = (embed_test_sets(m, s.data.test_sets, store.embeddings_dir, s.trunk_cache, device=s.device,
@@ -940,8 +936,7 @@ def elastic_radii(folder, # run folder of an advbct run (its model.pt keeps the 
     if boundary is None:  # a model.pt written before model files kept the boundary: the resume checkpoint has it
         if not (folder/CHECKPOINT).is_file():
             raise FileNotFoundError(f"elastic_radii: {folder/MODEL} keeps no learned boundary and there is no "
-                                    f"{CHECKPOINT}; "
-                                    f"train the run again")
+                                    f"{CHECKPOINT}; train the run again")
         compat = read_checkpoint(folder/CHECKPOINT, "training checkpoint", ("compat",))["compat"]
         boundary = {k.split(".", 1)[1]: v for k, v in compat.items() if k.startswith("boundary.")}
     stats = old_stats_of(old_model.to(device), old_train_set, num_old_classes, device)
