@@ -21,7 +21,7 @@ from .data import plain_id
 from .files import atomic_write, RunLock
 from .passes import batched_pass, load_state_strict, resolve_device  # resolve_device and load_state_strict: also importable from here
 from .models import EmbeddingModel, backbone_from_factory
-from .boundary import OldClassStats, old_class_stats
+from .boundary import OldClassStats, old_class_stats, class_stats_from_embeddings
 from .losses import COMPAT_LOSSES, Independent, Progress, make_compat_loss
 from .trunk import TrunkCache, has_trunk, trunk_fingerprint
 
@@ -440,11 +440,11 @@ def old_embeddings_of(config:TrainConfig, old_model:nn.Module|None, train_set, d
                       must_cache:bool=False, # True when the loop cannot run the old model (it sees trunk features)
                       progress_bar:bool=True) -> torch.Tensor|None:
     "The frozen old model's embeddings of the training set in order, or None when the old model runs every step."
-    if old_model is None: return None
-    old_model.to(device).eval().requires_grad_(False)
-    if old_embeddings is not None:
+    if old_embeddings is not None:  # given: used as they are, with or without the old model
         if len(old_embeddings) != len(train_set): raise ValueError(f"the old model's training-set embeddings (OldSide.embeddings): {len(old_embeddings)} rows for a training set of {len(train_set)} samples")
         return old_embeddings.to(device)
+    if old_model is None: return None
+    old_model.to(device).eval().requires_grad_(False)
     if not (config.cache_old_embeddings or must_cache): return None
     return embed_dataset(old_model, train_set, config.batch_size, device, config.num_workers, progress_bar)
 
@@ -649,10 +649,10 @@ def run_options(**options) -> RunOptions:
 @dataclass(frozen=True)
 class OldSide:
     "What a new model trains against: the frozen old model and what is already known of it."
-    model: nn.Module # the trained old model (frozen here): any module or callable mapping images to (B, d) embeddings, or to a tuple/list whose first element they are
+    model: nn.Module|None # the trained old model (frozen here): any module or callable mapping images to (B, d) embeddings, or to a tuple/list whose first element they are; None when only its stored `embeddings` are left
     stats: OldClassStats|None = None # old-class statistics; computed when the method needs them
     train_set: object = None # where to compute them: the old training set (default: the old-class samples of the new one); its labels count the old classes
-    embeddings: torch.Tensor|None = None # (N, d) old embeddings of the new training set in order, used instead of running the old model (e.g. `embed_dataset`, shared by several runs)
+    embeddings: torch.Tensor|None = None # (N, d) old embeddings of the new training set in order (torch or numpy), used instead of running the old model (e.g. `embed_dataset`, shared by several runs, or an array a service stored)
     old_classifier: nn.Module|None = None # the old classifier, weight (C_old, d) and optional bias (C_old,), which BCT needs; default: the old model's `classifier`
 
 @dataclass
@@ -687,6 +687,7 @@ def old_classifier_of(old:OldSide, # what is known of the old model
             raise ValueError(f"OldSide.old_classifier takes {w.shape[1]}-dimensional inputs, but the old embeddings have {dim} dimensions; "
                              f"give the classifier of these embeddings (weight ({w.shape[0]}, {dim}))")
         return old.old_classifier
+    if old.model is None: return None  # only stored embeddings: no classifier but the one given
     found = getattr(OldEmbedder(old.model).model, "classifier", None)  # the model the adapter runs (a DDP wrapper looked through)
     w = weight(found)
     return found if torch.is_tensor(w) and w.ndim == 2 and (dim is None or w.shape[1] == dim) else None
@@ -711,7 +712,8 @@ def old_class_count(old:OldSide, # its stats or train_set count the old classes
         if rows is not None: return rows
         raise ValueError("train_new: the number of old classes is unknown: the old model has no classifier, and OldSide gives neither "
                          "stats nor train_set; pass OldSide(model, train_set=the old training set) (its labels count them), "
-                         "OldSide(model, stats=old-class statistics) or OldSide(model, old_classifier=...)")
+                         "OldSide(model, stats=old-class statistics) or OldSide(model, old_classifier=...) (model may be None "
+                         "with stored embeddings)")
     # a dataset that names its classes (`num_classes`, or `class_ids` as the splits record them) counts them exactly
     declared = getattr(ds, "num_classes", None) or (len(ds.class_ids) if getattr(ds, "class_ids", None) is not None else None)
     if declared:
@@ -776,6 +778,25 @@ def _fit(job:_Job) -> nn.Module:
 
 
 # %% ../nbs/08_train.ipynb #f1e9625d
+def _stored_old_embeddings(embeddings, train_set) -> torch.Tensor:
+    "OldSide.embeddings when the old model is gone: required, (N, d) float32, one finite row per training sample."
+    if embeddings is None:
+        raise ValueError("train_new: OldSide(None, ...) has no old model; give its embeddings of the training set instead: "
+                         "OldSide(None, embeddings=array (N, d), one row per training sample in order)")
+    x = torch.as_tensor(np.asarray(embeddings.detach().cpu() if torch.is_tensor(embeddings) else embeddings), dtype=torch.float32)
+    if x.ndim != 2 or 0 in x.shape: raise ValueError(f"OldSide.embeddings must be a 2-D array (N, d); got shape {tuple(x.shape)}")
+    if len(x) != len(train_set):
+        raise ValueError(f"OldSide.embeddings: {len(x)} rows for a training set of {len(train_set)} samples (one row per sample, in order)")
+    bad = ~torch.isfinite(x).all(1)
+    if bad.any(): raise ValueError(f"OldSide.embeddings has NaN or inf in {int(bad.sum())} row(s), first in row {int(bad.nonzero()[0])}")
+    return x
+
+def _stats_from_stored(old:OldSide, train_set, num_old:int) -> OldClassStats:
+    "Old-class statistics from the stored embeddings of the training set's old-class samples (labels < num_old): the only old embeddings there are."
+    labels = dataset_labels(train_set)
+    keep = labels < num_old
+    return class_stats_from_embeddings(old.embeddings[keep], labels[keep], num_old)
+
 def _setup(config:TrainConfig):
     config.validate()
     device = resolve_device(config.device)
@@ -859,15 +880,19 @@ def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
     config = _config_for_model(config, model, train_set, "train_new")
     device, rank, world = _setup(config)
     num_classes = _num_classes(train_set, num_classes)
-    old_model = OldEmbedder(old.model).to(device).eval().requires_grad_(False)
-    old_dim = embedding_dim(old_model, train_set)  # read from our EmbeddingModel; any other old model is run once on two images
+    gone = old.model is None  # the old network is gone: its stored embeddings of the training set stand in for it
+    if gone: old = replace(old, embeddings=_stored_old_embeddings(old.embeddings, train_set))
+    old_model = None if gone else OldEmbedder(old.model).to(device).eval().requires_grad_(False)
+    # read from our EmbeddingModel; any other old model is run once on two images
+    old_dim = old.embeddings.shape[1] if gone else embedding_dim(old_model, train_set)
     classifier = old_classifier_of(old, old_dim)
     if config.method == "bct" and classifier is None:
         raise ValueError(f"train_new: method 'bct' passes the new embeddings through the old classifier, and the old model "
-                         f"({old_model.name}) has none that takes its {old_dim}-dimensional embeddings; give it as OldSide(model, "
-                         f"old_classifier=...) (weight (C_old, {old_dim}), optional bias), or as a `classifier` nn.Linear of the old model")
+                         f"({'stored embeddings only' if gone else old_model.name}) has none that takes its {old_dim}-dimensional "
+                         f"embeddings; give it as OldSide(model, old_classifier=...) (weight (C_old, {old_dim}), optional bias), "
+                         f"or as a `classifier` nn.Linear of the old model")
     # a recorded label space is checked first: a new split that does not match the old one is the mistake to name
-    old_space = getattr(old_model.model, "label_space", None)
+    old_space = None if gone else getattr(old_model.model, "label_space", None)
     rows = classifier.weight.shape[0] if classifier is not None else len((old_space or {}).get("class_ids", []))
     check_label_spaces(old_space, label_space_of(config, train_set), rows)
     num_old = old_class_count(old, classifier)
@@ -878,7 +903,9 @@ def train_new(config:TrainConfig, # config.method: a key of losses.COMPAT_LOSSES
         if old_dim != config.dim: raise ValueError(f"train_new: old embedding size {old_dim} != new embedding size {config.dim} (config.dim)")
         if plan.action == "finished": return _finished(model, config)
         old_stats = old.stats
-        if old_stats is None and config.method in NEEDS_STATS:
+        if old_stats is None and config.method in NEEDS_STATS and gone:
+            old_stats = _stats_from_stored(old, train_set, num_old)
+        elif old_stats is None and config.method in NEEDS_STATS:
             old_train_set = old.train_set
             if old_train_set is None:
                 labels = dataset_labels(train_set)
