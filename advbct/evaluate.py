@@ -4,14 +4,13 @@
 
 # %% ../nbs/02_evaluate.ipynb #614f91e1
 from __future__ import annotations
-import hashlib, warnings
+import hashlib, time, warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
-import time
 from .search import topk, as_embeddings, build_index, scaled_index_params, INDEX_KINDS
 from .files import atomic_write
 from .passes import batched_pass, resolve_device
@@ -355,8 +354,12 @@ def map_at_depth(test_set, # scores the ranking (see the top of this page)
     classes, counts = np.unique(own, return_counts=True)
     at = np.minimum(np.searchsorted(classes, labels), len(classes) - 1)
     relevant = np.where(classes[at] == labels, counts[at], 0)
-    nobody = min(labels.min(), own.min()) - 1  # a distractor is of nobody's class
-    gallery_labels = np.concatenate([own, np.full(n_gallery - len(own), nobody, dtype=own.dtype)])
+    gallery_labels = own
+    if n_gallery > len(own):  # distractors: of nobody's class (a label below every label, or a fresh object for other labels)
+        numeric = np.issubdtype(own.dtype, np.number) and np.issubdtype(labels.dtype, np.number)
+        nobody = min(labels.min(), own.min()) - 1 if numeric else object()
+        gallery_labels = np.concatenate([own if numeric else own.astype(object),
+                                         np.full(n_gallery - len(own), nobody, dtype=own.dtype if numeric else object)])
     if queries_are_gallery:  # each query's own row is not a result
         ranks, relevant = drop_self_matches(ranks, np.arange(len(labels))), relevant - 1
     return label_map(ranks, labels, gallery_labels, n_relevant=relevant)
