@@ -22,6 +22,7 @@ from .files import atomic_write, RunLock
 from .passes import batched_pass, load_state_strict, resolve_device  # resolve_device and load_state_strict: also importable from here
 from .models import EmbeddingModel, backbone_from_factory
 from .boundary import OldClassStats, old_class_stats, class_stats_from_embeddings
+from .evaluate import _embedding_array  # the one check of an embeddings array: 2-D, non-empty, real, finite
 from .losses import COMPAT_LOSSES, Independent, Progress, make_compat_loss
 from .trunk import TrunkCache, has_trunk, trunk_fingerprint
 
@@ -783,12 +784,9 @@ def _stored_old_embeddings(embeddings, train_set) -> torch.Tensor:
     if embeddings is None:
         raise ValueError("train_new: OldSide(None, ...) has no old model; give its embeddings of the training set instead: "
                          "OldSide(None, embeddings=array (N, d), one row per training sample in order)")
-    x = torch.as_tensor(np.asarray(embeddings.detach().cpu() if torch.is_tensor(embeddings) else embeddings), dtype=torch.float32)
-    if x.ndim != 2 or 0 in x.shape: raise ValueError(f"OldSide.embeddings must be a 2-D array (N, d); got shape {tuple(x.shape)}")
+    x = torch.as_tensor(_embedding_array(embeddings, "OldSide.embeddings"), dtype=torch.float32)
     if len(x) != len(train_set):
         raise ValueError(f"OldSide.embeddings: {len(x)} rows for a training set of {len(train_set)} samples (one row per sample, in order)")
-    bad = ~torch.isfinite(x).all(1)
-    if bad.any(): raise ValueError(f"OldSide.embeddings has NaN or inf in {int(bad.sum())} row(s), first in row {int(bad.nonzero()[0])}")
     return x
 
 def _stats_from_stored(old:OldSide, train_set, num_old:int) -> OldClassStats:
